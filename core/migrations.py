@@ -1,0 +1,231 @@
+"""Ordered schema migrations with a version table (append only: never edit a released step)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# An advisory lock key so that two processes starting at once do not migrate twice.
+_LOCK_KEY = 0x50555949  # "PUYI"
+
+V1_BANK = """
+CREATE TABLE branches (
+    code        text PRIMARY KEY,
+    name        text NOT NULL,
+    parent_code text REFERENCES branches(code) DEFERRABLE INITIALLY DEFERRED,
+    level       text NOT NULL CHECK (level IN ('head', 'branch', 'sub_branch')),
+    extra       jsonb NOT NULL DEFAULT '{}'
+);
+-- Every (ancestor, descendant) pair, a branch being its own ancestor: scoping an rm to a
+-- subtree is one join instead of a recursive query per question.
+CREATE TABLE branch_closure (
+    ancestor   text NOT NULL,
+    descendant text NOT NULL,
+    depth      int  NOT NULL,
+    PRIMARY KEY (ancestor, descendant)
+);
+CREATE INDEX branch_closure_descendant ON branch_closure (descendant);
+
+CREATE TABLE users (
+    user_id      text PRIMARY KEY,
+    name         text NOT NULL,
+    role         text NOT NULL CHECK (role IN ('rm', 'designer', 'risk', 'admin')),
+    branch_code  text NOT NULL,
+    wecom_userid text UNIQUE,
+    extra        jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE products (
+    code        text PRIMARY KEY,
+    name        text NOT NULL,
+    level       text NOT NULL CHECK (level IN ('sellable', 'cluster', 'base', 'atomic')),
+    category    text NOT NULL CHECK (category IN ('deposit', 'loan', 'payment', 'intermediary', 'market')),
+    segment     text NOT NULL CHECK (segment IN ('retail', 'corporate', 'inclusive', 'interbank', 'all')),
+    status      text NOT NULL CHECK (status IN ('designing', 'admission', 'building', 'operating', 'suspended', 'retired')),
+    owner_dept  text NOT NULL DEFAULT '',
+    launch_date date,
+    retire_date date,
+    aliases     text[] NOT NULL DEFAULT '{}',
+    description text NOT NULL DEFAULT '',
+    extra       jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX products_level_category ON products (level, category);
+
+CREATE TABLE subjects (
+    code text PRIMARY KEY,
+    name text NOT NULL
+);
+
+-- to_code is a product of the next level down, or (from an atomic product) a subject code.
+CREATE TABLE product_links (
+    from_code  text NOT NULL,
+    to_code    text NOT NULL,
+    to_subject boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (from_code, to_code)
+);
+CREATE INDEX product_links_to ON product_links (to_code);
+
+CREATE TABLE product_elements (
+    product_code text NOT NULL,
+    element      text NOT NULL,
+    value        text NOT NULL,
+    unit         text NOT NULL DEFAULT '',
+    PRIMARY KEY (product_code, element)
+);
+
+CREATE TABLE system_codes (
+    system       text NOT NULL,
+    source_code  text NOT NULL,
+    product_code text NOT NULL,
+    PRIMARY KEY (system, source_code)
+);
+CREATE INDEX system_codes_source ON system_codes (source_code);
+
+CREATE TABLE metrics_monthly (
+    month            date NOT NULL,
+    product_code     text NOT NULL,
+    branch_code      text NOT NULL,
+    balance          numeric NOT NULL,
+    avg_balance      numeric,
+    customers        bigint NOT NULL,
+    new_customers    bigint,
+    lost_customers   bigint,
+    volume           numeric,
+    interest_income  numeric NOT NULL,
+    interest_expense numeric NOT NULL,
+    fee_income       numeric NOT NULL,
+    opex             numeric,
+    provision        numeric,
+    npl_balance      numeric,
+    overdue_balance  numeric,
+    complaints       bigint,
+    satisfaction     numeric,
+    PRIMARY KEY (month, product_code, branch_code)
+);
+CREATE INDEX metrics_monthly_product ON metrics_monthly (product_code, month);
+
+CREATE TABLE customers (
+    customer_id text PRIMARY KEY,
+    name        text NOT NULL,
+    segment     text NOT NULL CHECK (segment IN ('retail', 'corporate', 'inclusive')),
+    branch_code text NOT NULL,
+    id_number   text,
+    phone       text,
+    extra       jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE holdings (
+    month        date NOT NULL,
+    customer_id  text NOT NULL,
+    product_code text NOT NULL,
+    balance      numeric NOT NULL,
+    PRIMARY KEY (month, customer_id, product_code)
+);
+CREATE INDEX holdings_product ON holdings (product_code, month);
+
+CREATE TABLE loans (
+    loan_id       text PRIMARY KEY,
+    customer_id   text NOT NULL,
+    product_code  text NOT NULL,
+    branch_code   text NOT NULL,
+    amount        numeric NOT NULL,
+    balance       numeric NOT NULL,
+    rate          numeric,
+    start_date    date NOT NULL,
+    maturity_date date NOT NULL,
+    five_class    text NOT NULL CHECK (five_class IN ('正常', '关注', '次级', '可疑', '损失')),
+    overdue_days  int NOT NULL,
+    extra         jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX loans_product ON loans (product_code);
+
+CREATE TABLE ftp_curve (
+    as_of       date NOT NULL,
+    term_months int NOT NULL,
+    rate        numeric NOT NULL,
+    PRIMARY KEY (as_of, term_months)
+);
+
+CREATE TABLE competitor_rates (
+    as_of        date NOT NULL,
+    bank         text NOT NULL,
+    product_type text NOT NULL,
+    term_months  int NOT NULL,
+    rate         numeric NOT NULL,
+    notes        text NOT NULL DEFAULT ''
+);
+
+-- The bank's documents as recorded by import; the knowledge base indexes them.
+CREATE TABLE documents (
+    path           text PRIMARY KEY,
+    title          text NOT NULL,
+    doc_type       text NOT NULL CHECK (doc_type IN ('manual', 'faq', 'compliance', 'notice', 'other')),
+    product_codes  text[] NOT NULL DEFAULT '{}',
+    access         text NOT NULL CHECK (access IN ('public', 'internal', 'restricted')),
+    effective_date date,
+    sha256         text NOT NULL,
+    bytes          bigint NOT NULL,
+    source_path    text NOT NULL
+);
+
+-- Bank-level settings that came with the data (alert_rules.yaml text and the like).
+CREATE TABLE bank_files (
+    name    text PRIMARY KEY,
+    content text NOT NULL,
+    sha256  text NOT NULL
+);
+
+CREATE TABLE imports (
+    id           bigserial PRIMARY KEY,
+    folder       text NOT NULL,
+    head_office  text NOT NULL,
+    content_hash text NOT NULL,
+    replaced     boolean NOT NULL DEFAULT false,
+    counts       jsonb NOT NULL,
+    warnings     jsonb NOT NULL DEFAULT '[]',
+    seconds      double precision NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "bank data contract tables", V1_BANK),
+]
+
+
+def current_version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT coalesce(max(version), 0) AS v FROM schema_migrations"
+    ).fetchone()
+    return int(_first(row))
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction; return the versions applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version int PRIMARY KEY, description text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    conn.commit()
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": _LOCK_KEY})
+        done = {_first(r) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        for version, description, sql in MIGRATIONS:
+            if version in done:
+                continue
+            conn.execute(sql.encode())  # bytes: several statements in one simple-query call
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (%(v)s, %(d)s)",
+                {"v": version, "d": description},
+            )
+            applied.append(version)
+    return applied

@@ -1,0 +1,37 @@
+"""One settings object for the whole application, read from PUYI_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "puyi"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PUYI_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="where generated data lives")
+    database_url: str | None = Field(default=None, description="external PostgreSQL with pgvector")
+    pool_min_size: int = 1
+    pool_max_size: int = 8
+    max_question_chars: int = 2000
+    log_level: str = "WARNING"
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo-bank"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

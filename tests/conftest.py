@@ -1,0 +1,46 @@
+"""Test fixtures: one embedded PostgreSQL for the whole run, a real database and never a mock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.db import Database, open_database
+from core.settings import Settings
+
+BANK_TABLES = (
+    "branches", "branch_closure", "users", "products", "subjects", "product_links",
+    "product_elements", "system_codes", "metrics_monthly", "customers", "holdings", "loans",
+    "ftp_curve", "competitor_rates", "documents", "bank_files", "imports",
+)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    home = tmp_path_factory.mktemp("puyi-home")
+    return Settings(home=home, database_url=None)
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Iterator[Database]:
+    database = open_database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture()
+def empty_db(db: Database) -> Database:
+    """The shared database with every bank table emptied."""
+    with db.connection() as conn:
+        conn.execute("TRUNCATE " + ", ".join(BANK_TABLES) + " RESTART IDENTITY")
+    return db
+
+
+@pytest.fixture()
+def bank_dir(tmp_path: Path) -> Path:
+    """A small but complete bank folder in the data-contract format."""
+    from tests.bankfactory import write_small_bank
+
+    return write_small_bank(tmp_path / "bank")
