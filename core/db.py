@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -95,7 +95,8 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         with self.pool.connection() as conn:
-            yield conn
+            # The pool is built with dict_row; psycopg's pool typing does not carry the row type.
+            yield cast("psycopg.Connection[dict[str, Any]]", conn)
 
     def migrate(self) -> list[int]:
         from core.migrations import migrate

@@ -189,8 +189,29 @@ CREATE TABLE imports (
 );
 """
 
+V2_CATALOG_VERSION = """
+-- Bumped by any change to the catalogue, so in-memory name indexes know when to reload
+-- (imports, and later draft products saved by the element-plan tools).
+CREATE TABLE catalog_version (id int PRIMARY KEY CHECK (id = 1), version bigint NOT NULL);
+INSERT INTO catalog_version VALUES (1, 0);
+CREATE FUNCTION bump_catalog_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE catalog_version SET version = version + 1 WHERE id = 1;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER products_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON products
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
+CREATE TRIGGER links_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON product_links
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
+CREATE TRIGGER subjects_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON subjects
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
+CREATE TRIGGER system_codes_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON system_codes
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
+    (2, "catalogue version counter", V2_CATALOG_VERSION),
 ]
 
 

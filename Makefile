@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`. Both work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+UV     := $(VENV)/.uv/bin/uv
+PUYI   := $(VENV)/bin/puyi
+
+.PHONY: run test lint setup install install-test bench clean
+
+# uv resolves and installs this stack in seconds where pip backtracks for minutes; it comes from
+# PyPI into a private prefix so nothing outside the clone is touched.
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --prefix $(VENV)/.uv uv
+	@test -x $(UV) || { echo "uv was not installed into $(VENV)/.uv"; exit 1; }
+
+install: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(VENV)/bin/python
+
+install-test: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --python $(VENV)/bin/python
+
+setup: install
+	$(PUYI) setup
+
+run: setup
+	$(PUYI) chat
+
+test: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/pytest
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+bench: install
+	$(PUYI) bench catalog
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

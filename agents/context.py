@@ -1,0 +1,14 @@
+"""Per-turn runtime context handed to every node (LangGraph `context_schema`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.access import Principal
+from core.db import Database
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    db: Database
+    principal: Principal

@@ -1,0 +1,48 @@
+"""The assistant's LangGraph: route → tools → compose. Built by a factory, never at import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from agents.compose import compose
+from agents.context import AgentContext
+from agents.handlers import HANDLERS
+from agents.router import classify
+from agents.state import TurnState
+from tools.catalog import catalog_index
+from tools.context import ToolContext
+
+
+def route_question(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    with runtime.context.db.connection() as conn:
+        decision = classify(state["question"], catalog_index(conn))
+    return {"decision": decision, "route": decision.route}
+
+
+def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    handler = HANDLERS.get(state["route"])
+    if handler is None:
+        return {"tool_calls": []}
+    with runtime.context.db.connection() as conn:
+        ctx = ToolContext(conn=conn, principal=runtime.context.principal)
+        return {"tool_calls": handler(state["decision"], ctx)}
+
+
+def compose_answer(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    answer = compose(state["decision"], state.get("tool_calls", []), runtime.context.principal)
+    return {"answer": answer, "citations": state.get("citations", [])}
+
+
+def build_graph(checkpointer: Any = None) -> Any:
+    graph = StateGraph(TurnState, context_schema=AgentContext)
+    graph.add_node("route_question", route_question)
+    graph.add_node("call_tools", call_tools)
+    graph.add_node("compose_answer", compose_answer)
+    graph.add_edge(START, "route_question")
+    graph.add_edge("route_question", "call_tools")
+    graph.add_edge("call_tools", "compose_answer")
+    graph.add_edge("compose_answer", END)
+    return graph.compile(checkpointer=checkpointer, name="puyi")

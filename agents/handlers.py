@@ -1,0 +1,90 @@
+"""The tool step of each route: which tools a routed question calls, with which arguments.
+
+Later issues register their routes here; a route with no handler yet answers "not available".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from agents.router import RouteDecision
+from agents.state import ToolCall
+from tools import catalog
+from tools.context import ToolContext
+
+Handler = Callable[[RouteDecision, ToolContext], list[ToolCall]]
+
+_TRACE_UP_RE = re.compile(r"上层|上级|被哪些|哪些可售|哪些产品用到|向上")
+_TRACE_RE = re.compile(r"穿透|下挂|底层|核算科目|科目|组成|构成|链路|追溯|原子|基础产品|聚类|上层|上级")
+_MAX_PRODUCTS = 3
+
+
+def _call(calls: list[ToolCall], ctx: ToolContext, fn: Callable[..., Any], **args: Any) -> Any:
+    result = fn(ctx, **args)
+    calls.append({"name": fn.__name__, "args": args, "result": result})
+    return result
+
+
+def handle_catalog(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    if d.intent == "map_code":
+        tokens = list(dict.fromkeys([src for _, src, _ in d.source_codes] + d.unknown_codes))
+        for token in tokens[:_MAX_PRODUCTS]:
+            _call(calls, ctx, catalog.map_source_code, source_code=token)
+        return calls
+    if d.intent == "trace_up" and d.subjects:
+        for subject in d.subjects[:_MAX_PRODUCTS]:
+            _call(calls, ctx, catalog.trace_up, code=subject)
+        return calls
+    if d.intent in ("count", "list"):
+        filters = {k: d.filters.get(k) for k in ("category", "segment", "status")}
+        filters["level"] = d.filters.get("level", "sellable")
+        if d.intent == "count":
+            group_by = next((k for k in ("category", "status", "segment") if not d.filters.get(k)), "owner_dept")
+            _call(calls, ctx, catalog.count_products, group_by=group_by, **filters)
+        else:
+            _call(calls, ctx, catalog.list_products, **filters)
+        return calls
+
+    codes = _resolve_products(d, ctx, calls)
+    if not codes:
+        return calls
+    text = d.residual
+    for code in codes:
+        if _TRACE_UP_RE.search(text):
+            _call(calls, ctx, catalog.trace_up, code=code)
+        elif _TRACE_RE.search(text):
+            _call(calls, ctx, catalog.trace_down, code=code)
+        else:
+            _call(calls, ctx, catalog.get_product, code=code)
+    return calls
+
+
+def _resolve_products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall]) -> list[str]:
+    """Products the question is about; an ambiguous or unknown name ends the turn with a question back."""
+    if d.loose or not d.products:
+        # A loose name is shown as what it resolved to; several close candidates mean: ask.
+        found = _call(calls, ctx, catalog.find_product, query=d.phrase or d.residual.strip())
+        if found["status"] != "found":
+            return []
+        return [found["candidates"][0]["code"]]
+    by_surface: dict[str, list[str]] = {}
+    for cand in d.products:
+        by_surface.setdefault(cand.matched, []).append(cand.code)
+    for surface, codes in by_surface.items():
+        if len(codes) > 1:  # one name, several products: let the person choose
+            _call(calls, ctx, catalog.find_product, query=surface)
+            return []
+    return [c.code for c in d.products][:_MAX_PRODUCTS]
+
+
+HANDLERS: dict[str, Handler] = {
+    "catalog": handle_catalog,
+}
+
+
+def register(route: str, handler: Handler) -> None:
+    """Plug a route's tool step in (used by the later capabilities)."""
+    HANDLERS[route] = handler

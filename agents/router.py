@@ -1,0 +1,277 @@
+"""Deterministic router: Chinese intent classification plus entity linking against the catalogue.
+
+It needs no LLM. Each route has weighted cue patterns; the highest score wins, ties broken by
+`_PRIORITY`. Refusals are checked first: they are about what may not be done, not what is asked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.catalog import Candidate, CatalogIndex
+
+ROUTES = ("catalog", "metrics", "element_plan", "alert", "knowledge", "help", "refused")
+
+
+def _rx(*patterns: str) -> list[re.Pattern[str]]:
+    return [re.compile(p, re.IGNORECASE) for p in patterns]
+
+
+# Personal data dumps, instruction overrides, illegal help and chit-chat far from banking.
+_REFUSE = _rx(
+    r"(所有|全部|批量|导出|列出|给我).{0,12}(客户|借款人|用户).{0,8}(身份证|手机|电话|号码|住址|名单|信息)",
+    r"(身份证号|手机号|电话号码|家庭住址).{0,6}(是多少|发给我|告诉我|导出|列出)",
+    r"(查|告诉我|给我).{0,6}(某个|这个|那个)?(客户|借款人).{0,4}(身份证|手机号|住址)",
+    r"(忽略|无视|忘记|忘掉).{0,8}(之前|以上|上面|前面|所有|你的).{0,6}(指令|指示|规则|提示|设定|要求)",
+    r"(ignore|disregard).{0,20}(instruction|prompt|rule)s?",
+    r"(system\s*prompt|系统提示词|你的提示词|越狱|jailbreak|开发者模式)",
+    r"(洗钱|套现|骗贷|伪造|做假|造假|绕过|规避).{0,10}(怎么|如何|方法|技巧|办法|流水|监管|审批|风控)",
+    r"(怎么|如何|帮我).{0,6}(洗钱|套现|骗贷|伪造|造假|逃避监管|绕过风控)",
+    r"(天气|写一?首诗|讲个?笑话|星座|彩票|菜谱|做饭|电影推荐|小说|歌词|明天.{0,4}涨|推荐.{0,4}股票|哪只股票|比特币)",
+    r"(删除|修改|篡改).{0,8}(审计|日志|数据库|记录)",
+)
+
+_HELP = _rx(
+    r"^(你好|您好|hi|hello|在吗|嗨)[!！。.,，?？\s]*$",
+    r"(你能|你可以|你会)(做|干|帮).{0,4}(什么|啥|哪些)",
+    r"(怎么|如何)(使用|用)(你|谱翼|这个助手|助手)",
+    r"^(帮助|help|使用说明|功能介绍|菜单|\?|？)$",
+    r"(你是谁|你叫什么|介绍一下你自己|谱翼是什么)",
+)
+
+_CUES: dict[str, list[tuple[re.Pattern[str], float]]] = {
+    "alert": [
+        (re.compile(p), w) for p, w in (
+            (r"预警|告警|报警|警报|警示", 3.0),
+            (r"为什么.{0,12}(停牌|被停|关注|暂停|退出评估)|(停牌|关注|暂停).{0,6}(原因|为什么|怎么回事)", 4.0),
+            (r"触发|规则命中|风险信号|风险提示", 2.0),
+            (r"误报|处置|确认为|已采取措施", 2.0),
+        )
+    ],
+    "element_plan": [
+        (re.compile(p), w) for p, w in (
+            (r"要素方案|产品方案|设计方案|定价方案|方案草稿|草拟", 4.0),
+            (r"(设计|创设|推出|新设|开发|做)(一款|一个|个|款|新的?)?.{0,20}(产品|贷|存款|理财|卡)", 2.5),
+            (r"新产品|产品创新|产品设计|A/?B|沙盘|模拟测算", 2.0),
+            (r"(利率|年化).{0,3}(不高于|不低于|不超过|最高|最低|上限|下限)\s*\d", 1.5),
+            (r"额度最高|额度不超过|最高额度|期限\d+年|\d+年期", 1.0),
+            (r"面向.{1,12}(的|客户|企业主|群体)", 1.0),
+        )
+    ],
+    "metrics": [
+        (re.compile(p), w) for p, w in (
+            (r"不良率|逾期率|不良余额|逾期余额|净利息|净贡献|利息收入|利息支出|手续费收入|中收|拨备|万户投诉率", 3.0),
+            (r"余额|规模|日均|客户数|户数|新增客户|流失客户|发生额|投诉|满意度|运营成本|营收|收入|利润|贡献", 2.0),
+            (r"环比|同比|增速|增长率|趋势|走势|变化|排名|排行|前\s*\d+|前[一二三四五六七八九十]+(名|个|款)?|top\s*\d+|占比|份额", 2.0),
+            (r"(\d{4}年)?\d{1,2}月(份)?|上月|本月|上个月|季度|今年以来|年初以来|去年|近\d+个?月|近[一二三四五六七八九十]+个月|最近.{0,3}月", 1.0),
+            (r"产品评价|评分卡|记分卡|打分|生命周期阶段|低效产品|退出候选|该不该退出|内部替代|内耗|新客户.{0,6}(从哪|来自)|替代", 3.0),
+            (r"表现|业绩|经营情况|怎么样了?$", 1.0),
+        )
+    ],
+    "knowledge": [
+        (re.compile(p), w) for p, w in (
+            (r"可以.{0,10}吗|能不能|能否|是否可以|可不可以|允许|行不行", 2.5),
+            (r"如何|怎么|怎样|流程|手续|步骤|材料|需要准备|注意事项|须知", 2.0),
+            (r"要求|规定|规则|制度|办法|条例|法规|法律|监管|第.{1,6}条|条款", 2.0),
+            (r"合规|双录|录音录像|适当性|反洗钱|尽职调查|三查|消保|消费者权益|个人信息保护|实名", 3.0),
+            (r"话术|营销|怎么介绍|怎么推荐|卖点|说明书|手册|常见问题|FAQ", 2.0),
+            (r"违约金|罚息|冷静期|赎回|撤销|投诉处理", 1.5),
+            (r"商业银行法|民法典|存款保险|征信|担保法|反电信|网络诈骗|人民银行|银保监|金融监管总局", 3.0),
+        )
+    ],
+    "catalog": [
+        (re.compile(p), w) for p, w in (
+            (r"产品目录|产品编码|产品代码|编码|代码|产品号", 2.0),
+            (r"核算科目|科目|穿透|下挂|底层|上层|链路|追溯|组成|构成|原子产品|基础产品|聚类产品|可售产品", 2.5),
+            (r"对应|映射|属于哪|归属|是哪个产品|哪个产品", 1.5),
+            (r"(有哪些|有什么|哪些|几种|几款|几个|多少(个|款|种|只)).{0,6}产品|产品.{0,6}(有哪些|清单|列表|数量|多少(个|款|种))", 3.0),
+            (r"列出|清单|列表|统计|数一数|一共|总共|分布", 1.5),
+            (r"有哪些|列一下|都有啥|有啥", 1.0),
+            (r"要素|利率|期限|额度|起存|起购|风险等级|还款方式|担保方式|办理渠道|目标客群|准入条件|费用|收费", 2.0),
+            (r"状态|上线|下架|生命周期状态|主管部门|归口|别名|简称|是什么产品|介绍一下|是什么", 1.5),
+        )
+    ],
+}
+
+_PRIORITY = ("alert", "element_plan", "metrics", "knowledge", "catalog")
+
+# --- catalogue filters --------------------------------------------------------------------------
+
+_CATEGORY = {
+    "deposit": r"存款|储蓄|存单",
+    "loan": r"贷款|信贷|授信|贷类",
+    "payment": r"支付结算|支付|结算|收单|代发|转账|借记卡",
+    "intermediary": r"中间业务|中收|代销|代理|理财|基金|保险|贵金属",
+    "market": r"金融市场|同业|债券|票据|拆借|回购",
+}
+_SEGMENT = {
+    "retail": r"零售|个人",
+    "corporate": r"对公|公司|企业(?!主)",
+    "inclusive": r"普惠|小微",
+    "interbank": r"同业",
+}
+_LEVEL = {
+    "sellable": r"可售产品|可售",
+    "cluster": r"聚类产品|聚类",
+    "base": r"基础产品",
+    "atomic": r"原子产品|原子",
+}
+_STATUS = {
+    "designing": r"创设|设计中",
+    "admission": r"准入(?!条件)",
+    "building": r"建设中|建设",
+    "operating": r"运营中|在售|运营|在营",
+    "suspended": r"停牌|暂停",
+    "retired": r"退出|下架|停售|已退",
+}
+ELEMENT_CUES = {
+    "rate_min": r"利率|年化|定价", "rate_max": r"利率|年化|定价",
+    "term_min_months": r"期限", "term_max_months": r"期限",
+    "amount_min": r"额度|金额|贷多少|借多少", "amount_max": r"额度|金额|贷多少|借多少|最高",
+    "repayment": r"还款方式|怎么还", "collateral": r"担保|抵押|质押|保证",
+    "target_customers": r"目标客群|客群|适合谁|面向", "eligibility": r"准入条件|申请条件|条件",
+    "channels": r"渠道|在哪办|哪里办", "fee": r"费用|收费|手续费",
+    "risk_level": r"风险等级|风险级别|R[1-5]", "early_repayment": r"提前还款|提前支取",
+    "min_amount": r"起存|起购|起点",
+}
+
+
+@dataclass
+class RouteDecision:
+    route: str
+    intent: str
+    products: list[Candidate] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    source_codes: list[tuple[str, str, str]] = field(default_factory=list)
+    filters: dict[str, str] = field(default_factory=dict)
+    elements: list[str] = field(default_factory=list)
+    residual: str = ""
+    phrase: str = ""  # what is left once cue and filter words are removed: a product reference?
+    loose: bool = False  # products came from resolving `phrase`, not from an exact name or code
+    unknown_codes: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route, "intent": self.intent,
+            "products": [p.as_dict() for p in self.products], "subjects": self.subjects,
+            "source_codes": [list(s) for s in self.source_codes], "filters": self.filters,
+            "elements": self.elements, "phrase": self.phrase, "scores": self.scores,
+        }
+
+
+def _first_match(table: dict[str, str], text: str) -> str | None:
+    for key, pattern in table.items():
+        if re.search(pattern, text):
+            return key
+    return None
+
+
+def score_routes(text: str) -> dict[str, float]:
+    return {
+        route: sum(w for rx, w in cues if rx.search(text)) for route, cues in _CUES.items()
+    }
+
+
+def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
+    """Route a question and link what it names; the index is optional only for pure-text tests."""
+    text = question.strip()
+    if any(rx.search(text) for rx in _REFUSE):
+        return RouteDecision("refused", "refused")
+    if any(rx.search(text) for rx in _HELP):
+        return RouteDecision("help", "help")
+
+    mentions = index.mentions(text) if index else None
+    products = mentions.products if mentions else []
+    subjects = mentions.subjects if mentions else []
+    sources = mentions.source_codes if mentions else []
+    # Score the text with product names cut out, so a name like 薪金贷 never reads as a cue.
+    scored_text = mentions.residual if mentions else text
+    scores = score_routes(scored_text)
+    if products or subjects or sources:
+        scores["catalog"] += 0.5  # a named product with no other cue is a catalogue question
+    if sources or subjects:
+        scores["catalog"] += 2.0
+
+    best = max(_PRIORITY, key=lambda r: (scores[r], -_PRIORITY.index(r)))
+    decision = RouteDecision(
+        best, best, products, subjects, sources, residual=scored_text,
+        unknown_codes=mentions.unknown_codes if mentions else [],
+        scores={k: v for k, v in scores.items() if v},
+    )
+    if scores[best] <= 0:
+        # No cue at all: a bare product name ("快贷") is a catalogue question; anything else goes
+        # to the documents, which can say "not found".
+        _resolve_phrase(decision, index)
+        decision.route = "catalog" if decision.products else "knowledge"
+        decision.intent = decision.route
+    if decision.route == "catalog":
+        _resolve_phrase(decision, index)
+        _catalog_intent(decision, scored_text)
+    return decision
+
+
+def _catalog_intent(d: RouteDecision, text: str) -> None:
+    filters = {
+        "category": _first_match(_CATEGORY, text),
+        "segment": _first_match(_SEGMENT, text),
+        "level": _first_match(_LEVEL, text),
+        "status": _first_match(_STATUS, text),
+    }
+    d.filters = {k: v for k, v in filters.items() if v}
+    d.elements = [k for k, p in ELEMENT_CUES.items() if re.search(p, text)]
+    counting = re.search(r"多少|几个|几款|几种|数量|统计|一共|总共|分布", text)
+    listing = re.search(r"有哪些|哪些|有什么|列出|清单|列表|列一下", text)
+    if d.source_codes or (d.unknown_codes and re.search(r"系统|源码|代码|编码", text)):
+        d.intent = "map_code"
+    elif d.subjects or (re.search(r"科目", text) and re.search(r"哪些产品|哪些|挂|用到|对应", text) and not d.products):
+        d.intent = "trace_up"
+    elif d.products and re.search(r"穿透|下挂|底层|核算科目|科目|组成|构成|链路|追溯|原子|基础产品|聚类|上层|上级", text):
+        d.intent = "trace_up" if re.search(r"上层|上级|哪些可售|被哪些", text) else "trace_down"
+    elif d.products and d.elements:
+        d.intent = "elements"
+    elif d.products:
+        d.intent = "product"
+    elif d.phrase and not (counting or listing or d.filters):
+        d.intent = "find"  # named something we cannot link: say so, with suggestions
+    elif counting and not listing:
+        d.intent = "count"
+    else:
+        d.intent = "list"
+
+
+# Words that carry the question's intent, not the product's name.
+_STOP = re.compile(
+    "|".join(
+        [
+            r"请问|请|帮我|帮忙|麻烦|给我|我想|查询|查一下|查下|看看|看一下|说说|介绍一下|介绍|一下|告诉我|了解",
+            r"是什么|是多少|多少|有哪些|哪些|有什么|什么|几个|几款|几种|怎么样|如何|怎样|吗|呢|吧|啊|呀|的",
+            r"产品目录|产品编码|产品代码|产品|要素|编码|代码|详情|信息|情况|基本|具体",
+            r"我行|本行|咱们|我们|目前|现在|当前|所有|全部|一共|总共|分别|都",
+            r"穿透|下挂|底层|上层|上级|核算科目|科目|组成|构成|链路|追溯|对应|映射|属于|归属|哪个",
+            r"列出|清单|列表|统计|数量|分布|状态|上线|下架|主管部门|归口|别名|简称",
+            r"贷款类|存款类|贷款|存款|储蓄|支付结算|中间业务|中收|金融市场|零售|对公|普惠|同业",
+            r"可售|聚类|基础|原子|创设|准入|建设|运营|在售|停牌|暂停|退出|停售",
+        ]
+        + list(ELEMENT_CUES.values())
+    )
+)
+_PUNCT = re.compile(r"[\s,，。.!！?？、;；:：()（）\[\]【】“”\"'‘’/|]+")
+
+
+def leftover_phrase(text: str) -> str:
+    """The longest run left after removing intent words: what may name a product loosely."""
+    chunks = [c for c in _PUNCT.split(_STOP.sub(" ", text)) if len(c) >= 2]
+    return max(chunks, key=len) if chunks else ""
+
+
+def _resolve_phrase(d: RouteDecision, index: CatalogIndex | None) -> None:
+    """Link a loosely named product (typo, partial name) when nothing was named exactly."""
+    if d.products or d.subjects or d.source_codes or index is None:
+        return
+    d.phrase = leftover_phrase(d.residual)
+    if d.phrase:
+        d.products = index.resolve(d.phrase)
+        d.loose = bool(d.products)

@@ -1,0 +1,77 @@
+"""One question in, one answer out: what the CLI, the web chat and the APIs all call."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agents.context import AgentContext
+from agents.graph import build_graph
+from core.access import Principal, load_principal
+from core.db import Database
+from core.errors import BadQuestion
+from core.masking import mask_data, scrub_text
+
+
+@dataclass
+class Answer:
+    id: Any
+    route: str
+    answer: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    data: Any = None
+    session_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Assistant:
+    """Holds the compiled graph; cheap to call once built."""
+
+    def __init__(self, db: Database, graph: Any = None) -> None:
+        self.db = db
+        self.graph = graph if graph is not None else build_graph()
+
+    def principal(self, user_id: str | None) -> Principal:
+        with self.db.connection() as conn:
+            return load_principal(conn, user_id)
+
+    def check_question(self, question: str | None) -> str:
+        text = (question or "").strip()
+        if not text:
+            raise BadQuestion("问题为空，请输入您要咨询的内容 (empty question)")
+        limit = self.db.settings.max_question_chars
+        if len(text) > limit:
+            raise BadQuestion(f"问题过长（{len(text)} 字），请精简到 {limit} 字以内 (question too long)")
+        return text
+
+    def ask(
+        self,
+        question: str | None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        qid: Any = None,
+        principal: Principal | None = None,
+    ) -> Answer:
+        text = self.check_question(question)
+        who = principal or self.principal(user_id)
+        session = session_id or uuid.uuid4().hex
+        state = self.graph.invoke(
+            {"question": text, "session_id": session},
+            context=AgentContext(db=self.db, principal=who),
+        )
+        data = {
+            "intent": state["decision"].intent,
+            "tool_calls": state.get("tool_calls", []),
+        }
+        # Masking is the last step for everything shown: no tool or template can skip it.
+        return Answer(
+            id=qid,
+            route=state["route"],
+            answer=scrub_text(state["answer"]),
+            citations=mask_data(state.get("citations", [])),
+            data=mask_data(data),
+            session_id=session,
+        )

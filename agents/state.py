@@ -1,0 +1,31 @@
+"""The state one turn carries through the graph."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from agents.router import RouteDecision
+
+
+class ToolCall(TypedDict):
+    name: str
+    args: dict[str, Any]
+    result: Any
+
+
+class Citation(TypedDict):
+    title: str
+    doc_type: str
+    path: str
+    snippet: str
+    score: float
+
+
+class TurnState(TypedDict, total=False):
+    question: str
+    session_id: str
+    decision: RouteDecision
+    route: str
+    tool_calls: list[ToolCall]
+    answer: str
+    citations: list[Citation]

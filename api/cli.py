@@ -1,0 +1,236 @@
+"""The `puyi` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from core.errors import PuyiError
+from core.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="谱翼 Puyi：银行产品管理助手")
+bench_app = typer.Typer(no_args_is_help=True, help="性能基准 (benchmarks)")
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+@contextmanager
+def _database(settings: Settings | None = None) -> Iterator[Any]:
+    from core.db import open_database
+
+    db = open_database(settings or get_settings())
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]错误[/red]：{message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("import")
+def import_cmd(
+    folder: Annotated[Path, typer.Argument(help="按数据契约组织的银行数据目录")],
+    replace: Annotated[bool, typer.Option("--replace", help="用该目录的数据替换库中另一家银行的数据")] = False,
+) -> None:
+    """导入银行数据（先全部校验，再在一个事务中整体加载）。"""
+    from ingest.importer import ImportFailed, import_folder
+
+    with _database() as db:
+        try:
+            result = import_folder(db, folder, replace=replace, progress=lambda m: err.print(m, highlight=False))
+        except ImportFailed as exc:
+            for problem in exc.problems:
+                err.print(str(problem), highlight=False, markup=False)
+            _fail(f"导入失败：发现 {len(exc.problems)} 个问题，未加载任何数据 (nothing was loaded)", 1)
+            return
+    for warning in result.warnings:
+        err.print(f"[yellow]警告[/yellow] {warning}", highlight=False)
+    if result.status == "unchanged":
+        out.print(f"数据与上次导入相同，未做任何改动（{result.head_office}）。")
+    else:
+        total = sum(result.counts.values())
+        out.print(f"已导入 {total:,} 行（{result.seconds:.1f} 秒）：" + "，".join(f"{k} {v:,}" for k, v in result.counts.items()))
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="输出目录（默认 $PUYI_HOME/demo-bank）")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="随机种子：同一种子生成完全相同的数据")] = 20261123,
+) -> None:
+    """生成演示银行的数据（数据契约格式）。"""
+    from ingest.demo import write_demo_bank
+
+    target = out_dir or get_settings().demo_dir
+    counts = write_demo_bank(target, seed=seed)
+    out.print(f"演示银行已写入 {target}：" + "，".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@app.command("setup")
+def setup_cmd() -> None:
+    """首次使用：启动数据库、迁移表结构；若库中尚无银行数据，则生成并导入演示银行。"""
+    from ingest.demo import write_demo_bank
+    from ingest.importer import ImportFailed, import_folder
+
+    settings = get_settings()
+    with _database(settings) as db:
+        with db.connection() as conn:
+            row = conn.execute("SELECT count(*) AS n FROM imports").fetchone()
+        if row and row["n"]:
+            out.print("数据库已有银行数据，跳过演示数据导入。")
+            return
+        if not (settings.demo_dir / "products.csv").exists():
+            err.print(f"生成演示银行 → {settings.demo_dir}")
+            write_demo_bank(settings.demo_dir)
+        try:
+            result = import_folder(db, settings.demo_dir, progress=lambda m: err.print(m, highlight=False))
+        except ImportFailed as exc:
+            for problem in exc.problems[:50]:
+                err.print(str(problem), markup=False)
+            _fail("演示银行导入失败", 1)
+            return
+        out.print(f"演示银行已导入（{result.seconds:.1f} 秒）。")
+
+
+def _answer_line(assistant: Any, item: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return assistant.ask(
+            item.get("question"), user_id=item.get("as"), session_id=item.get("session"), qid=item.get("id")
+        ).as_dict()
+    except PuyiError as exc:
+        return {"id": item.get("id"), "error": str(exc)}
+
+
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[str | None, typer.Argument(help="问题（中文）")] = None,
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份提问（用户编号或企业微信 UserID）")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="会话编号")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+    batch: Annotated[Path | None, typer.Option("--batch", help="JSONL 文件：每行一个问题")] = None,
+) -> None:
+    """提一个问题（或用 --batch 批量提问）。"""
+    from agents.service import Assistant
+
+    if batch is not None:
+        if not batch.is_file():
+            _fail(f"找不到批量问题文件 {batch}")
+        failures = 0
+        with _database() as db:
+            assistant = Assistant(db)
+            for n, line in enumerate(batch.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    if not isinstance(item, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    failures += 1
+                    print(_json({"id": None, "error": f"{batch}:{n}: 不是合法的 JSON 对象 ({exc})"}), flush=True)
+                    continue
+                result = _answer_line(assistant, item)
+                failures += "error" in result
+                print(_json(result), flush=True)
+        raise typer.Exit(1 if failures else 0)
+
+    with _database() as db:
+        assistant = Assistant(db)
+        try:
+            answer = assistant.ask(question, user_id=as_user, session_id=session)
+        except PuyiError as exc:
+            if as_json:
+                print(_json({"id": None, "error": str(exc)}))
+            _fail(str(exc))
+            return
+    if as_json:
+        print(_json(answer.as_dict()))
+    else:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(answer.answer))
+        err.print(f"[dim]路由：{answer.route}  会话：{answer.session_id}[/dim]")
+
+
+@app.command("chat")
+def chat_cmd(
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份对话")] = None,
+) -> None:
+    """终端对话（输入 /exit 退出，/reset 开始新会话）。"""
+    import uuid
+
+    from rich.markdown import Markdown
+
+    from agents.service import Assistant
+
+    with _database() as db:
+        assistant = Assistant(db)
+        try:
+            who = assistant.principal(as_user)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+        session = uuid.uuid4().hex
+        out.print(f"谱翼已就绪（{who.name}，{who.role}）。输入问题，/exit 退出，/reset 新会话。")
+        while True:
+            try:
+                line = input("\n你> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                break
+            if not line:
+                continue
+            if line in ("/exit", "/quit", "exit", "quit"):
+                break
+            if line == "/reset":
+                session = uuid.uuid4().hex
+                out.print("已开始新会话。")
+                continue
+            try:
+                answer = assistant.ask(line, session_id=session, principal=who)
+            except PuyiError as exc:
+                err.print(f"[red]{exc}[/red]")
+                continue
+            out.print(Markdown(answer.answer))
+            out.print(f"[dim]（{answer.route}）[/dim]")
+
+
+@bench_app.command("catalog")
+def bench_catalog_cmd(
+    questions: Annotated[int, typer.Option("--questions", help="问题数（≥200）")] = 300,
+    seed: Annotated[int, typer.Option("--seed")] = 20261123,
+) -> None:
+    """演示银行导入耗时，以及产品目录问答的进程内延迟 p50/p95。"""
+    from eval.bench import bench_catalog
+
+    for line in bench_catalog(n_questions=max(200, questions), seed=seed):
+        out.print(line, highlight=False)
+
+
+def main() -> None:
+    logging.basicConfig(level=get_settings().log_level, stream=sys.stderr)
+    try:
+        app()
+    except PuyiError as exc:
+        err.print(f"[red]错误[/red]：{exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
