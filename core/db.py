@@ -79,6 +79,9 @@ class Database:
     def pool(self) -> ConnectionPool:
         if self._pool is None:
             try:
+                # One direct connection first: a wrong URL fails now with the server's own words,
+                # instead of the pool retrying in the background until its timeout.
+                psycopg.connect(self.url, connect_timeout=10).close()
                 pool = ConnectionPool(
                     self.url,
                     min_size=self.settings.pool_min_size,

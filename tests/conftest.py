@@ -44,3 +44,15 @@ def bank_dir(tmp_path: Path) -> Path:
     from tests.bankfactory import write_small_bank
 
     return write_small_bank(tmp_path / "bank")
+
+
+@pytest.fixture(scope="module")
+def loaded_db(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """The small bank imported once for a module of read-only tests."""
+    from ingest.importer import import_folder
+    from tests.bankfactory import write_small_bank
+
+    with db.connection() as conn:
+        conn.execute("TRUNCATE " + ", ".join(BANK_TABLES) + " RESTART IDENTITY")
+    import_folder(db, write_small_bank(tmp_path_factory.mktemp("bank") / "bank"))
+    return db
