@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,13 @@ BANK_TABLES = (
     "product_elements", "system_codes", "metrics_monthly", "customers", "holdings", "loans",
     "ftp_curve", "competitor_rates", "documents", "bank_files", "imports",
 )
+
+
+def one(conn: Any, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The single row a query must return."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return dict(row)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pytest
 from agents.service import Assistant
 from core.db import Database
 from core.errors import BadQuestion, UnknownUser
+from tests.conftest import one
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,7 @@ def test_rm_sees_only_their_branch_subtree(assistant: Assistant, loaded_db: Data
                 " AND (%(b)s::text[] IS NULL OR branch_code = ANY(%(b)s))",
                 {"b": branches},
             ).fetchone()
+            assert row is not None
             return float(row["b"])
 
         assert scoped_balance("rm_sn") == pytest.approx(expected(["S101"]))  # a sub-branch
@@ -95,7 +97,7 @@ def test_rm_sees_only_their_branch_subtree(assistant: Assistant, loaded_db: Data
 
 def test_personal_data_is_masked_in_answers_and_data(assistant: Assistant, loaded_db: Database):
     with loaded_db.connection() as conn:
-        original = conn.execute("SELECT description FROM products WHERE code = 'SL001'").fetchone()["description"]
+        original = one(conn, "SELECT description FROM products WHERE code = 'SL001'")["description"]
         conn.execute(
             "UPDATE products SET description = '客户经理 张三，电话13812345678，身份证110101199003071234'"
             " WHERE code = 'SL001'"

@@ -12,6 +12,7 @@ import pytest
 
 from core.db import Database
 from core.settings import Settings
+from tests.conftest import one
 
 PUYI = [sys.executable, "-m", "api.cli"]
 
@@ -77,12 +78,12 @@ def test_import_reports_problems_as_file_line_column(loaded_db: Database, settin
     bank = write_small_bank(tmp_path / "bad", extra_rows={"product_links.csv": [{"from_code": "SL001", "to_code": "NOPE"}]})
     before = loaded_db.connection
     with before() as conn:
-        n = conn.execute("SELECT count(*) AS n FROM product_links").fetchone()["n"]
+        n = one(conn, "SELECT count(*) AS n FROM product_links")["n"]
     r = run(settings, "import", str(bank))
     assert r.returncode == 1
     assert "product_links.csv:" in r.stderr and "to_code" in r.stderr and "NOPE" in r.stderr
     with before() as conn:
-        assert conn.execute("SELECT count(*) AS n FROM product_links").fetchone()["n"] == n
+        assert one(conn, "SELECT count(*) AS n FROM product_links")["n"] == n
 
 
 def test_chat_session_in_the_terminal(loaded_db: Database, settings: Settings):

@@ -1,16 +1,20 @@
-"""What every tool call carries: the asker and a connection for this turn."""
+"""What every tool call carries: the asker, a connection for this turn, and shared resources."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from core.access import Principal
+
+if TYPE_CHECKING:
+    from tools.knowledge import KnowledgeBase
 
 
 @dataclass
 class ToolContext:
     conn: psycopg.Connection[Any]
     principal: Principal
+    kb: KnowledgeBase | None = None
