@@ -35,7 +35,6 @@ UNAVAILABLE = {
     "metrics": "经营指标查询",
     "element_plan": "要素方案设计",
     "alert": "风险预警解读",
-    "knowledge": "制度与知识库问答",
 }
 
 
@@ -214,6 +213,50 @@ def _render_count(call: ToolCall, d: RouteDecision) -> str:
     return "\n".join(lines)
 
 
+DOC_TYPE_NAMES = {"manual": "产品手册", "faq": "常见问答", "compliance": "合规要点", "notice": "通知公告",
+                  "regulation": "法律法规", "other": "其他文件"}
+
+
+def _source_line(c: dict[str, Any]) -> str:
+    where = c["title"] + (f" › {c['heading'].split(' > ')[-1]}" if c.get("heading") else "")
+    page = f"，第 {c['page']} 页" if c.get("page") else ""
+    return f"《{where}》（{DOC_TYPE_NAMES.get(c['doc_type'], c['doc_type'])}{page}）"
+
+
+def _quote(text: str, limit: int = 360) -> str:
+    text = text if len(text) <= limit else text[:limit] + "……"
+    return "\n".join("> " + line for line in text.splitlines() if line.strip())
+
+
+def _render_knowledge(calls: list[ToolCall], d: RouteDecision) -> tuple[str, list[dict[str, Any]]]:
+    search = next(c["result"] for c in calls if c["name"] == "search_knowledge")
+    passages = [p for p in search["passages"] if p["relevant"]][:3]
+    if not passages:
+        return (
+            f"没有在您有权查看的制度、手册和法规中找到与「{search['query']}」直接相关的内容，"
+            f"我不做猜测。建议咨询**{search['owner']}**确认。"
+        ), []
+    lines = ["根据本行文件和相关法规，找到以下内容（原文摘录）："]
+    citations = []
+    for n, p in enumerate(passages, 1):
+        lines += ["", f"**[{n}]** {_source_line(p)}", _quote(p["snippet"])]
+        citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+    for call in calls:
+        if call["name"] == "talking_points" and call["result"]["points"]:
+            lines += ["", "**营销话术**"]
+            for p in call["result"]["points"]:
+                n = len(citations) + 1
+                lines += [f"**[{n}]** {_source_line(p)}", _quote(p["snippet"], 300)]
+                citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+        if call["name"] == "compliance_reminders" and call["result"]["reminders"]:
+            lines += ["", "**合规提醒**"]
+            for p in call["result"]["reminders"]:
+                n = len(citations) + 1
+                lines += [f"**[{n}]** {_source_line(p)}", _quote(p["snippet"], 300)]
+                citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+    return "\n".join(lines), citations
+
+
 RENDERERS: dict[str, Callable[[ToolCall, RouteDecision], str]] = {
     "find_product": _render_find,
     "get_product": _render_product,
@@ -225,21 +268,23 @@ RENDERERS: dict[str, Callable[[ToolCall, RouteDecision], str]] = {
 }
 
 
-def compose(d: RouteDecision, calls: list[ToolCall], principal: Principal) -> str:
-    """The answer in markdown for a routed question and the results of its tools."""
+def compose(d: RouteDecision, calls: list[ToolCall], principal: Principal) -> tuple[str, list[dict[str, Any]]]:
+    """The answer in markdown for a routed question and the results of its tools, with citations."""
     if d.route == "help":
-        return HELP_TEXT
+        return HELP_TEXT, []
     if d.route == "refused":
-        return REFUSAL_TEXT
+        return REFUSAL_TEXT, []
     if d.route in UNAVAILABLE and not calls:
         return (
             f"您的问题属于「{UNAVAILABLE[d.route]}」，这项功能尚未开放（not available yet），"
             "将在后续版本提供。目前可以查询产品目录，例如「尊享贷的利率是多少？」。"
-        )
+        ), []
+    if d.route == "knowledge":
+        return _render_knowledge(calls, d)
     if not calls:
-        return "请告诉我您想了解哪个产品，例如产品名称、简称或产品编码。"
+        return "请告诉我您想了解哪个产品，例如产品名称、简称或产品编码。", []
     parts = [RENDERERS[c["name"]](c, d) for c in calls if c["name"] in RENDERERS]
     body = "\n\n---\n\n".join(p for p in parts if p)
     if d.route == "catalog":
         body += "\n\n来源：产品目录"
-    return body
+    return body, []

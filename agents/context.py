@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from core.access import Principal
 from core.db import Database
+from tools.knowledge import KnowledgeBase
 
 
 @dataclass(frozen=True)
 class AgentContext:
     db: Database
     principal: Principal
+    kb: KnowledgeBase | None = None

@@ -27,13 +27,13 @@ def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, An
     if handler is None:
         return {"tool_calls": []}
     with runtime.context.db.connection() as conn:
-        ctx = ToolContext(conn=conn, principal=runtime.context.principal)
+        ctx = ToolContext(conn=conn, principal=runtime.context.principal, kb=runtime.context.kb)
         return {"tool_calls": handler(state["decision"], ctx)}
 
 
 def compose_answer(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    answer = compose(state["decision"], state.get("tool_calls", []), runtime.context.principal)
-    return {"answer": answer, "citations": state.get("citations", [])}
+    answer, citations = compose(state["decision"], state.get("tool_calls", []), runtime.context.principal)
+    return {"answer": answer, "citations": citations}
 
 
 def build_graph(checkpointer: Any = None) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from agents.router import RouteDecision
 from agents.state import ToolCall
-from tools import catalog
+from tools import catalog, knowledge
 from tools.context import ToolContext
 
 Handler = Callable[[RouteDecision, ToolContext], list[ToolCall]]
@@ -80,8 +80,22 @@ def _resolve_products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall])
     return [c.code for c in d.products][:_MAX_PRODUCTS]
 
 
+def handle_knowledge(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    codes = [c.code for c in d.products if not d.loose][:_MAX_PRODUCTS]
+    _call(calls, ctx, knowledge.search_knowledge, query=d.question, products=codes or None)
+    for code in codes[:1]:
+        # A product question gets the compliance reminders that apply to it, and a relationship
+        # manager (who talks to customers) its talking points.
+        if ctx.principal.role in ("rm", "admin"):
+            _call(calls, ctx, knowledge.talking_points, product_code=code)
+        _call(calls, ctx, knowledge.compliance_reminders, product_code=code)
+    return calls
+
+
 HANDLERS: dict[str, Handler] = {
     "catalog": handle_catalog,
+    "knowledge": handle_knowledge,
 }
 
 

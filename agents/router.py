@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.safety import looks_like_injection
 from tools.catalog import Candidate, CatalogIndex
 
 ROUTES = ("catalog", "metrics", "element_plan", "alert", "knowledge", "help", "refused")
@@ -142,6 +143,7 @@ ELEMENT_CUES = {
 class RouteDecision:
     route: str
     intent: str
+    question: str = ""
     products: list[Candidate] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     source_codes: list[tuple[str, str, str]] = field(default_factory=list)
@@ -178,10 +180,10 @@ def score_routes(text: str) -> dict[str, float]:
 def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
     """Route a question and link what it names; the index is optional only for pure-text tests."""
     text = question.strip()
-    if any(rx.search(text) for rx in _REFUSE):
-        return RouteDecision("refused", "refused")
+    if any(rx.search(text) for rx in _REFUSE) or looks_like_injection(text):
+        return RouteDecision("refused", "refused", text)
     if any(rx.search(text) for rx in _HELP):
-        return RouteDecision("help", "help")
+        return RouteDecision("help", "help", text)
 
     mentions = index.mentions(text) if index else None
     products = mentions.products if mentions else []
@@ -197,7 +199,7 @@ def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
 
     best = max(_PRIORITY, key=lambda r: (scores[r], -_PRIORITY.index(r)))
     decision = RouteDecision(
-        best, best, products, subjects, sources, residual=scored_text,
+        best, best, text, products, subjects, sources, residual=scored_text,
         unknown_codes=mentions.unknown_codes if mentions else [],
         scores={k: v for k, v in scores.items() if v},
     )

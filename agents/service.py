@@ -12,6 +12,7 @@ from core.access import Principal, load_principal
 from core.db import Database
 from core.errors import BadQuestion
 from core.masking import mask_data, scrub_text
+from tools.knowledge import KnowledgeBase
 
 
 @dataclass
@@ -30,9 +31,11 @@ class Answer:
 class Assistant:
     """Holds the compiled graph; cheap to call once built."""
 
-    def __init__(self, db: Database, graph: Any = None) -> None:
+    def __init__(self, db: Database, graph: Any = None, kb: KnowledgeBase | None = None) -> None:
         self.db = db
         self.graph = graph if graph is not None else build_graph()
+        # The retriever inside loads its model on the first knowledge question, not here.
+        self.kb = kb if kb is not None else KnowledgeBase(db.settings)
 
     def principal(self, user_id: str | None) -> Principal:
         with self.db.connection() as conn:
@@ -60,7 +63,7 @@ class Assistant:
         session = session_id or uuid.uuid4().hex
         state = self.graph.invoke(
             {"question": text, "session_id": session},
-            context=AgentContext(db=self.db, principal=who),
+            context=AgentContext(db=self.db, principal=who, kb=self.kb),
         )
         data = {
             "intent": state["decision"].intent,

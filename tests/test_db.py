@@ -21,20 +21,19 @@ def test_pgvector_is_available(db: Database):
     assert row is not None and row["d"] == pytest.approx(1.0)
 
 
-def test_database_directory_that_is_a_file_gives_a_clear_error(tmp_path: Path):
-    home = tmp_path / "home"
-    home.mkdir()
+def test_database_directory_that_is_a_file_gives_a_clear_error(pg_home: Path):
+    home = pg_home
     (home / "pg").write_text("not a database")
     with pytest.raises(DatabaseUnavailable, match="不是目录"):
         open_database(Settings(home=home, database_url=None))
 
 
-def test_database_directory_of_another_postgres_version_gives_a_clear_error(tmp_path: Path):
-    pg = tmp_path / "home" / "pg"
+def test_database_directory_of_another_postgres_version_gives_a_clear_error(pg_home: Path):
+    pg = pg_home / "pg"
     pg.mkdir(parents=True)
     (pg / "PG_VERSION").write_text("11\n")
     with pytest.raises(DatabaseUnavailable, match="内置 PostgreSQL 无法"):
-        open_database(Settings(home=tmp_path / "home", database_url=None))
+        open_database(Settings(home=pg_home, database_url=None))
 
 
 def test_unreachable_external_database_gives_a_clear_error(tmp_path: Path):
