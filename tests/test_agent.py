@@ -59,7 +59,6 @@ def test_routes_not_built_yet_answer_clearly_on_the_right_route(assistant: Assis
         ("9月薪易快贷的不良率是多少？", "metrics"),
         ("为什么抵押经营贷被停牌了？", "alert"),
         ("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%", "element_plan"),
-        ("薪易快贷可以提前还款吗？", "knowledge"),
     ]:
         a = assistant.ask(question)
         assert a.route == route, question
