@@ -19,6 +19,11 @@ from core.settings import Settings, get_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="谱翼 Puyi：银行产品管理助手")
 bench_app = typer.Typer(no_args_is_help=True, help="性能基准 (benchmarks)")
 app.add_typer(bench_app, name="bench")
+eval_app = typer.Typer(no_args_is_help=True, help="评测 (evaluation)")
+app.add_typer(eval_app, name="eval")
+
+# The real laws shipped beside the development tree; `make run` and the evaluation ingest them.
+DEFAULT_REGULATIONS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "regulations"
 
 out = Console()
 err = Console(stderr=True)
@@ -175,30 +180,20 @@ def demo_cmd(
 
 
 @app.command("setup")
-def setup_cmd() -> None:
-    """首次使用：启动数据库、迁移表结构；若库中尚无银行数据，则生成并导入演示银行。"""
-    from ingest.demo import write_demo_bank
-    from ingest.importer import ImportFailed, import_folder
-
-    settings = get_settings()
-    with _database(settings) as db:
-        with db.connection() as conn:
-            row = conn.execute("SELECT count(*) AS n FROM imports").fetchone()
-        if row and row["n"]:
-            out.print("数据库已有银行数据，跳过演示数据导入。")
-            return
-        if not (settings.demo_dir / "products.csv").exists():
-            err.print(f"生成演示银行 → {settings.demo_dir}")
-            write_demo_bank(settings.demo_dir)
+def setup_cmd(
+    regulations: Annotated[Path | None, typer.Option("--regulations", help="法规目录（默认 ../shared/corpus/regulations）")] = None,
+) -> None:
+    """首次使用：启动数据库并迁移；库中没有银行数据时生成并导入演示银行；把文档和法规建入知识库（增量）。"""
+    with _database() as db:
         try:
-            result = import_folder(db, settings.demo_dir, progress=lambda m: err.print(m, highlight=False))
-        except ImportFailed as exc:
-            for problem in exc.problems[:50]:
+            _ensure_bank(db)
+        except PuyiError as exc:
+            problems = getattr(exc, "problems", [])
+            for problem in problems[:50]:
                 err.print(str(problem), markup=False)
-            _fail("演示银行导入失败", 1)
-            return
-        out.print(f"演示银行已导入（{result.seconds:.1f} 秒）。")
-        _print_index_report(index_imported_documents(db))
+            _fail(f"演示银行导入失败：{exc}", 1)
+        _ensure_regulations(db, regulations)
+    out.print("谱翼已就绪。")
 
 
 def _answer_line(assistant: Any, item: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +297,52 @@ def chat_cmd(
                 continue
             out.print(Markdown(answer.answer))
             out.print(f"[dim]（{answer.route}）[/dim]")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval_cmd(
+    questions: Annotated[list[Path] | None, typer.Option("--questions", help="JSONL 评测问题（可多次）")] = None,
+    regulations: Annotated[Path | None, typer.Option("--regulations", help="法规目录（默认 ../shared/corpus/regulations）")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="JSON 结果文件")] = Path("retrieval-eval.json"),
+) -> None:
+    """检索评测：混合、纯向量、纯关键词三种方法的 recall@5、MRR@10、nDCG@10。"""
+    from eval.retrieval import default_question_files, evaluate, format_table, load_questions
+    from tools.knowledge import KnowledgeBase
+
+    files = questions or default_question_files()
+    items = load_questions(files)
+    with _database() as db:
+        _ensure_bank(db)
+        _ensure_regulations(db, regulations)
+        report = evaluate(db, KnowledgeBase(db.settings), items)
+    out_file.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    out.print(format_table(report), highlight=False)
+    out.print(f"明细已写入 {out_file}")
+
+
+def _ensure_bank(db: Any) -> None:
+    """A database with no bank gets the demo bank, as `puyi setup` does."""
+    from ingest.demo import write_demo_bank
+    from ingest.importer import import_folder
+
+    with db.connection() as conn:
+        row = conn.execute("SELECT count(*) AS n FROM imports").fetchone()
+    if not (row and row["n"]):
+        if not (db.settings.demo_dir / "products.csv").exists():
+            write_demo_bank(db.settings.demo_dir)
+        import_folder(db, db.settings.demo_dir, progress=lambda m: err.print(m, highlight=False))
+    _print_index_report(index_imported_documents(db))
+
+
+def _ensure_regulations(db: Any, folder: Path | None) -> None:
+    from ingest.knowledge import sources_from_paths
+
+    folder = folder or DEFAULT_REGULATIONS
+    if not folder.is_dir():
+        err.print(f"[yellow]未找到法规目录 {folder}，跳过[/yellow]")
+        return
+    sources = sources_from_paths([folder], doc_type="regulation", access="public")
+    _print_index_report(_run_index(db, sources, sync_source=None))
 
 
 @bench_app.command("catalog")
