@@ -258,10 +258,20 @@ CREATE TABLE kb_meta (
 );
 """
 
+V4_TERM_STATS = """
+-- How many chunks hold each token: the keyword branch weighs query terms by rarity (IDF),
+-- which PostgreSQL's ts_rank does not do. Refreshed after every indexing run that changed chunks.
+CREATE TABLE kb_terms (
+    term text PRIMARY KEY,
+    df   int NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
     (3, "knowledge base chunks with vectors and full text", V3_KNOWLEDGE),
+    (4, "token document frequencies for keyword ranking", V4_TERM_STATS),
 ]
 
 

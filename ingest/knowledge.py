@@ -22,7 +22,14 @@ from core.errors import PuyiError
 from ingest.chunking import chunk_blocks
 from ingest.documents import DocumentError, load_document
 from retrieval.embedders import Embedder
-from retrieval.store import ChunkRow, DocumentMeta, delete_documents, ensure_embedder, write_document
+from retrieval.store import (
+    ChunkRow,
+    DocumentMeta,
+    delete_documents,
+    ensure_embedder,
+    refresh_term_stats,
+    write_document,
+)
 from retrieval.tokenize import ChineseTokenizer
 from tools.catalog import CatalogIndex, catalog_index
 
@@ -181,6 +188,9 @@ class KnowledgeIndexer:
                     report.added += 1
             if sync_source is not None:
                 report.deleted = self._sync(conn, sync_source, {s.key for s in sources}, list(sync_under))
+            if report.added or report.updated or report.deleted:
+                with conn.transaction():
+                    refresh_term_stats(conn)
         report.seconds = time.perf_counter() - started
         return report
 

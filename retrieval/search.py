@@ -6,6 +6,7 @@ both branches, so a chunk a person may not see is never even ranked.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -20,6 +21,8 @@ Mode = Literal["hybrid", "vector", "keyword"]
 
 # Reciprocal rank fusion constant; 60 is the value from Cormack et al. and works well untuned.
 RRF_K = 60
+COMMON_SHARE = 0.2
+MAX_TERMS = 8
 
 _FILTERS = """
       access = ANY(%(access)s)
@@ -36,11 +39,16 @@ ORDER BY embedding::vector(%(dim)s) <=> %(qvec)s::vector(%(dim)s)
 LIMIT %(pool)s
 """
 
+# The keyword score is the summed IDF of the informative query terms a chunk holds (BM25's
+# weighting without term frequency: chunks are short). Only rare-enough terms take part, so the
+# GIN lookup stays small even at 100k chunks.
 _KEYWORD = f"""
-SELECT id, ts_rank_cd(tokens, q, 1) AS rank
-FROM kb_chunks, to_tsquery('simple', %(tsq)s) AS q
-WHERE tokens @@ q AND {_FILTERS}
-ORDER BY rank DESC, id
+SELECT c.id, sum(t.idf) AS rank
+FROM kb_chunks c
+JOIN unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf) ON c.tokens @@ t.term::tsquery
+WHERE c.tokens @@ %(tsq)s::tsquery AND {_FILTERS}
+GROUP BY c.id
+ORDER BY rank DESC, c.id
 LIMIT %(pool)s
 """
 
@@ -112,6 +120,26 @@ class Retriever:
         self.tokenizer = tokenizer
         self.pool = pool  # candidates each branch contributes before fusion
 
+    def keyword_terms(self, conn: psycopg.Connection[Any], query: str) -> list[tuple[str, float]]:
+        """The query's tokens worth matching, with their IDF, rarest first."""
+        tokens = list(dict.fromkeys(self.tokenizer.tokens(query)))
+        if not tokens:
+            return []
+        rows = conn.execute(
+            "SELECT term, df FROM kb_terms WHERE term = ANY(%(t)s)", {"t": [*tokens, ""]}
+        ).fetchall()
+        df = {r["term"]: int(r["df"]) for r in rows}
+        total = df.pop("", 0)
+        if not total:
+            return []
+        scored = sorted(
+            ((t, math.log(1 + (total - df[t] + 0.5) / (df[t] + 0.5))) for t in tokens if t in df),
+            key=lambda x: -x[1],
+        )
+        # Terms in more than a fifth of all chunks say little; keep them only if nothing else is left.
+        informative = [(t, idf) for t, idf in scored if df[t] <= total * COMMON_SHARE]
+        return (informative or scored[:3])[:MAX_TERMS]
+
     def search(
         self,
         conn: psycopg.Connection[Any],
@@ -120,17 +148,26 @@ class Retriever:
         k: int = 5,
         mode: Mode = "hybrid",
     ) -> list[Hit]:
-        tsq = self.tokenizer.query(query)
+        terms = self.keyword_terms(conn, query) if mode != "vector" else []
+        keyword = {
+            "terms": [f"'{t}'" for t, _ in terms],
+            "idfs": [idf for _, idf in terms],
+            "tsq": " | ".join(f"'{t}'" for t, _ in terms),
+        }
         mode_params: dict[str, Any]
-        if mode == "keyword" or (mode == "hybrid" and not tsq):
-            if not tsq:
+        if mode == "keyword":
+            if not terms:
                 return []
-            sql, mode_params = _KEYWORD_ONLY, {"tsq": tsq}
+            sql, mode_params = _KEYWORD_ONLY, keyword
+        elif mode == "hybrid" and not terms:
+            mode, sql = "vector", _VECTOR_ONLY
+            mode_params = {"qvec": vector_literal(self.embedder.embed_query(query))}
         else:
             qvec = vector_literal(self.embedder.embed_query(query))
-            mode_params = {"qvec": qvec, "tsq": tsq}
-            # A type modifier cannot be a parameter; the dimension is the embedder's own integer.
-            sql = (_HYBRID if mode == "hybrid" else _VECTOR_ONLY).replace("%(dim)s", str(int(self.embedder.dim)))
+            mode_params = {"qvec": qvec, **keyword}
+            sql = _HYBRID if mode == "hybrid" else _VECTOR_ONLY
+        # A type modifier cannot be a parameter; the dimension is the embedder's own integer.
+        sql = sql.replace("%(dim)s", str(int(self.embedder.dim)))
         params = {
             "access": list(filters.access),
             "doc_types": filters.doc_types,

@@ -118,3 +118,11 @@ def _tsvector(heading_tokens: str, body_tokens: str) -> str:
 def delete_documents(conn: psycopg.Connection[Any], paths: Sequence[str]) -> int:
     cur = conn.execute("DELETE FROM kb_documents WHERE path = ANY(%(p)s)", {"p": list(paths)})
     return cur.rowcount
+
+
+def refresh_term_stats(conn: psycopg.Connection[Any]) -> None:
+    """Recount each token's document frequency over all chunks."""
+    conn.execute("DELETE FROM kb_terms")
+    conn.execute("INSERT INTO kb_terms (term, df) SELECT word, ndoc FROM ts_stat('SELECT tokens FROM kb_chunks')")
+    # The empty term holds the number of chunks, for the IDF's numerator.
+    conn.execute("INSERT INTO kb_terms (term, df) SELECT '', count(*) FROM kb_chunks")
