@@ -77,6 +77,9 @@ def _render_find(call: ToolCall, d: RouteDecision) -> str:
         )
     rows = [[c["code"], c["name"], _label(LEVEL_NAMES, c["level"]), _label(STATUS_NAMES, c["status"])] for c in r["candidates"]]
     head = f"「{r['query']}」可能指以下 {len(rows)} 个产品，请告诉我是哪一个（可回复产品编码）："
+    if call["args"].get("level") == "sellable":
+        capped = len(rows) >= call["args"].get("limit", 50)
+        head = f"名称含「{r['query']}」的可售产品" + (f"较多，以下是前 {len(rows)} 个：" if capped else f"共 {len(rows)} 个：")
     if r["status"] == "found":
         head = f"「{r['query']}」按最接近的名称匹配为："
     return head + "\n\n" + _md_table(["编码", "名称", "层级", "状态"], rows)

@@ -18,6 +18,7 @@ Handler = Callable[[RouteDecision, ToolContext], list[ToolCall]]
 
 _TRACE_UP_RE = re.compile(r"上层|上级|被哪些|哪些可售|哪些产品用到|向上")
 _TRACE_RE = re.compile(r"穿透|下挂|底层|核算科目|科目|组成|构成|链路|追溯|原子|基础产品|聚类|上层|上级")
+_LIST_RE = re.compile(r"有哪些|哪些|列出|清单|列表|都有")
 _MAX_PRODUCTS = 3
 
 
@@ -66,7 +67,9 @@ def _resolve_products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall])
     """Products the question is about; an ambiguous or unknown name ends the turn with a question back."""
     if d.loose or not d.products:
         # A loose name is shown as what it resolved to; several close candidates mean: ask.
-        found = _call(calls, ctx, catalog.find_product, query=d.phrase or d.residual.strip())
+        # "大额存单有哪些" asks for the list itself: every sellable product with that name.
+        listing = {"limit": 50, "level": "sellable"} if _LIST_RE.search(d.residual) else {}
+        found = _call(calls, ctx, catalog.find_product, query=d.phrase or d.residual.strip(), **listing)
         if found["status"] != "found":
             return []
         return [found["candidates"][0]["code"]]

@@ -79,8 +79,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _meta_hash(src: Source, content_sha: str) -> str:
-    """Content and metadata together: a changed access level or product list also re-indexes."""
-    meta = "|".join([content_sha, src.title, src.doc_type, src.access, ",".join(sorted(src.product_codes)),
+    """Content, metadata and the indexing recipe: changing any of them re-indexes the document."""
+    meta = "|".join([content_sha, f"recipe={EMBED_CHARS}", src.title, src.doc_type, src.access, ",".join(sorted(src.product_codes)),
                      str(src.effective_date or "")])
     return hashlib.sha256(meta.encode()).hexdigest()
 
@@ -226,10 +226,15 @@ class KnowledgeIndexer:
         return out
 
 
+# Characters of a chunk the embedder sees. Attention cost grows with the square of the length,
+# and the opening of a passage carries its topic; the keyword index still covers the whole text.
+EMBED_CHARS = 320
+
+
 def _embed_text(title: str, chunk: ChunkRow) -> str:
     # The headings tell the model what a short passage is about ("提前还款" under which product).
     context = " > ".join([title, *[h for h in chunk.heading_path if h != title]])
-    return f"{context}\n{chunk.text}"
+    return f"{context}\n{chunk.text[:EMBED_CHARS]}"
 
 
 def catalogue_words(conn: psycopg.Connection[Any], titles: Iterable[str] = ()) -> list[str]:

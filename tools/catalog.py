@@ -117,7 +117,7 @@ class CatalogIndex:
             return up
         return token if token in self.products else None
 
-    def resolve(self, query: str, limit: int = 5) -> list[Candidate]:
+    def resolve(self, query: str, limit: int = 5, level: str | None = None) -> list[Candidate]:
         """Best candidates for a product reference, best first; several only when it is ambiguous."""
         q = normalize(query)
         if not q:
@@ -136,7 +136,7 @@ class CatalogIndex:
         if len(q) >= 2:
             partial = [
                 self.candidate(c, 90 + 10 * len(q) / len(s), s, "partial")
-                for s, c, _ in self.surfaces if q in s
+                for s, c, _ in self.surfaces if q in s and (level is None or self.products[c]["level"] == level)
             ]
             if partial:
                 return self._narrow(self._dedupe(partial), limit)
@@ -245,10 +245,10 @@ def catalog_index(conn: psycopg.Connection[Any]) -> CatalogIndex:
 # --- tools -----------------------------------------------------------------------------------
 
 
-def find_product(ctx: ToolContext, query: str) -> dict[str, Any]:
+def find_product(ctx: ToolContext, query: str, limit: int = 5, level: str | None = None) -> dict[str, Any]:
     """按产品编码、系统代码、名称、别名或模糊说法（错别字、简称）查找产品；有歧义时返回候选清单供选择。"""
     index = catalog_index(ctx.conn)
-    cands = index.resolve(query)
+    cands = index.resolve(query, limit=max(1, min(limit, 50)), level=level)
     status = "not_found" if not cands else "found" if len(cands) == 1 else "ambiguous"
     return {"query": query, "status": status, "candidates": [c.as_dict() for c in cands]}
 
