@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agents.phrasing import phrase_knowledge
 from agents.router import RouteDecision
 from agents.state import ToolCall
 from core.access import Principal
@@ -231,7 +232,7 @@ def _quote(text: str, limit: int = 360) -> str:
     return "\n".join("> " + line for line in text.splitlines() if line.strip())
 
 
-def _render_knowledge(calls: list[ToolCall], d: RouteDecision) -> tuple[str, list[dict[str, Any]]]:
+def _render_knowledge(calls: list[ToolCall], d: RouteDecision, llm: Any = None) -> tuple[str, list[dict[str, Any]]]:
     search = next(c["result"] for c in calls if c["name"] == "search_knowledge")
     passages = [p for p in search["passages"] if p["relevant"]][:3]
     if not passages:
@@ -239,10 +240,11 @@ def _render_knowledge(calls: list[ToolCall], d: RouteDecision) -> tuple[str, lis
             f"没有在您有权查看的制度、手册和法规中找到与「{search['query']}」直接相关的内容，"
             f"我不做猜测。建议咨询**{search['owner']}**确认。"
         ), []
-    lines = ["根据本行文件和相关法规，找到以下内容（原文摘录）："]
+    phrased = phrase_knowledge(llm, d.question, passages, search["owner"]) if llm is not None else None
+    lines = [phrased] if phrased else ["根据本行文件和相关法规，找到以下内容（原文摘录）："]
     citations = []
     for n, p in enumerate(passages, 1):
-        lines += ["", f"**[{n}]** {_source_line(p)}", _quote(p["snippet"])]
+        lines += ["", f"**[{n}]** {_source_line(p)}"] + ([] if phrased else [_quote(p["snippet"])])
         citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
     for call in calls:
         if call["name"] == "talking_points" and call["result"]["points"]:
@@ -271,7 +273,9 @@ RENDERERS: dict[str, Callable[[ToolCall, RouteDecision], str]] = {
 }
 
 
-def compose(d: RouteDecision, calls: list[ToolCall], principal: Principal) -> tuple[str, list[dict[str, Any]]]:
+def compose(
+    d: RouteDecision, calls: list[ToolCall], principal: Principal, llm: Any = None
+) -> tuple[str, list[dict[str, Any]]]:
     """The answer in markdown for a routed question and the results of its tools, with citations."""
     if d.route == "help":
         return HELP_TEXT, []
@@ -283,7 +287,7 @@ def compose(d: RouteDecision, calls: list[ToolCall], principal: Principal) -> tu
             "将在后续版本提供。目前可以查询产品目录，例如「尊享贷的利率是多少？」。"
         ), []
     if d.route == "knowledge":
-        return _render_knowledge(calls, d)
+        return _render_knowledge(calls, d, llm)
     if not calls:
         return "请告诉我您想了解哪个产品，例如产品名称、简称或产品编码。", []
     parts = [RENDERERS[c["name"]](c, d) for c in calls if c["name"] in RENDERERS]

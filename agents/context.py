@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.access import Principal
 from core.db import Database
@@ -14,3 +15,4 @@ class AgentContext:
     db: Database
     principal: Principal
     kb: KnowledgeBase | None = None
+    llm: Any = None  # a langchain chat model, when one is configured; None = deterministic answers

@@ -32,7 +32,9 @@ def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, An
 
 
 def compose_answer(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    answer, citations = compose(state["decision"], state.get("tool_calls", []), runtime.context.principal)
+    answer, citations = compose(
+        state["decision"], state.get("tool_calls", []), runtime.context.principal, runtime.context.llm
+    )
     return {"answer": answer, "citations": citations}
 
 

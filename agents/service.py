@@ -31,8 +31,9 @@ class Answer:
 class Assistant:
     """Holds the compiled graph; cheap to call once built."""
 
-    def __init__(self, db: Database, graph: Any = None, kb: KnowledgeBase | None = None) -> None:
+    def __init__(self, db: Database, graph: Any = None, kb: KnowledgeBase | None = None, llm: Any = None) -> None:
         self.db = db
+        self.llm = llm
         self.graph = graph if graph is not None else build_graph()
         # The retriever inside loads its model on the first knowledge question, not here.
         self.kb = kb if kb is not None else KnowledgeBase(db.settings)
@@ -63,7 +64,7 @@ class Assistant:
         session = session_id or uuid.uuid4().hex
         state = self.graph.invoke(
             {"question": text, "session_id": session},
-            context=AgentContext(db=self.db, principal=who, kb=self.kb),
+            context=AgentContext(db=self.db, principal=who, kb=self.kb, llm=self.llm),
         )
         data = {
             "intent": state["decision"].intent,

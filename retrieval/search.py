@@ -14,6 +14,7 @@ from typing import Any, Literal
 import psycopg
 
 from retrieval.embedders import Embedder
+from retrieval.rerank import Reranker
 from retrieval.store import vector_literal
 from retrieval.tokenize import ChineseTokenizer
 
@@ -115,10 +116,15 @@ class SearchFilters:
 class Retriever:
     """Search over `kb_chunks` with one embedder and one tokenizer, built once per process."""
 
-    def __init__(self, embedder: Embedder, tokenizer: ChineseTokenizer, pool: int = 40) -> None:
+    def __init__(
+        self, embedder: Embedder, tokenizer: ChineseTokenizer, pool: int = 40, reranker: Reranker | None = None,
+        rerank_depth: int = 20,
+    ) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.pool = pool  # candidates each branch contributes before fusion
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
 
     def keyword_terms(self, conn: psycopg.Connection[Any], query: str) -> list[tuple[str, float]]:
         """The query's tokens worth matching, with their IDF, rarest first."""
@@ -174,14 +180,15 @@ class Retriever:
             "products": filters.products,
             "as_of": filters.as_of or date.today(),
             "pool": max(self.pool, k),
-            "k": k,
+            # With a reranker, fetch a deeper list and let the cross-encoder choose the top k.
+            "k": max(k, self.rerank_depth) if self.reranker and mode == "hybrid" else k,
             **mode_params,
         }
         # Iterative HNSW scans keep returning neighbours until the filters are satisfied.
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
         conn.execute("SET hnsw.ef_search = 80")
         rows = conn.execute(sql, params).fetchall()
-        return [
+        hits = [
             Hit(
                 id=r["id"], doc_path=r["doc_path"], title=r["title"], doc_type=r["doc_type"],
                 heading_path=list(r["heading_path"] or []), page=r["page"], kind=r["kind"], text=r["text"],
@@ -191,3 +198,9 @@ class Retriever:
             )
             for r in rows
         ]
+        if self.reranker and mode == "hybrid" and len(hits) > 1:
+            scores = self.reranker.scores(query, [" ".join([h.title, *h.heading_path, h.text]) for h in hits])
+            for h, sc in zip(hits, scores, strict=True):
+                h.extra["rerank"] = sc
+            hits.sort(key=lambda h: -h.extra["rerank"])
+        return hits[:k]

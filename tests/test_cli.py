@@ -90,3 +90,21 @@ def test_chat_session_in_the_terminal(loaded_db: Database, settings: Settings):
     r = run(settings, "chat", "--as", "rm_qd", input="薪易快贷的利率是多少\n/reset\n/exit\n")
     assert r.returncode == 0, r.stderr
     assert "3.45%" in r.stdout and "已开始新会话" in r.stdout
+
+
+def test_ingest_and_reindex_commands(loaded_db: Database, settings: Settings, pg_home: Path):
+    folder = pg_home / "docs"
+    folder.mkdir()
+    (folder / "开户问答.md").write_text("# 开户问答\n\n问：开户要带什么？\n答：本人身份证原件。\n", encoding="utf-8")
+    (folder / "坏文件.pdf").write_bytes(b"%PDF-1.4 broken")
+    r = run(settings, "ingest", str(folder), "--doc-type", "faq", "--access", "public")
+    assert r.returncode == 0, r.stderr
+    assert "新增 1" in r.stdout and "失败 1" in r.stdout and "坏文件.pdf" in r.stderr
+    again = run(settings, "ingest", str(folder), "--doc-type", "faq", "--access", "public")
+    assert "未变 1" in again.stdout
+    assert run(settings, "ingest", str(folder), "--doc-type", "nonsense").returncode != 0
+    re = run(settings, "reindex")
+    assert re.returncode == 0, re.stderr
+    assert "新增" in re.stdout and "失败 0" in re.stdout
+    answer = json.loads(run(settings, "ask", "--json", "开户需要带什么证件？").stdout)
+    assert answer["route"] == "knowledge" and any(c["title"] == "开户问答" for c in answer["citations"])

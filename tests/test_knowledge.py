@@ -210,3 +210,48 @@ def test_openai_compatible_embedder_against_a_local_server(tmp_path: Path):
     finally:
         server.shutdown()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_llm_answer_cites_only_retrieved_passages(kb_db: Database):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    llm = GenericFakeChatModel(messages=iter([
+        AIMessage("存款保险实行限额偿付，最高50万元 [1]。另见 [7]。"),
+    ]))
+    a = Assistant(kb_db, llm=llm).ask("存款保险最高赔付多少？")
+    assert a.route == "knowledge"
+    assert a.answer.startswith("存款保险实行限额偿付") and "[1]" in a.answer
+    assert "[7]" not in a.answer  # a passage that was never retrieved cannot be cited
+    assert a.citations and a.citations[0]["title"] == "存款保险条例"
+
+
+def test_llm_failure_or_uncited_answer_falls_back_to_extracts(kb_db: Database):
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    class Broken(GenericFakeChatModel):
+        def invoke(self, *args: Any, **kwargs: Any) -> Any:
+            raise TimeoutError("LLM timed out")
+
+    for llm in (Broken(messages=iter([])), GenericFakeChatModel(messages=iter([AIMessage("最高一百万元。")]))):
+        a = Assistant(kb_db, llm=llm).ask("存款保险最高赔付多少？")
+        assert "原文摘录" in a.answer and "一百万" not in a.answer
+
+
+def test_reranker_reorders_the_fused_candidates(kb_db: Database, assistant: Assistant):
+    from core.access import LOCAL_ADMIN
+    from retrieval.search import Retriever
+
+    class PreferFaq:
+        def scores(self, query: str, texts: list[str]) -> list[float]:
+            return [1.0 if "问：" in t else 0.0 for t in texts]
+
+    base = assistant.kb.retriever
+    with kb_db.connection() as conn:
+        plain = base(conn)
+        reranking = Retriever(plain.embedder, plain.tokenizer, reranker=PreferFaq())
+        from retrieval.search import SearchFilters
+
+        hits = reranking.search(conn, "提前还款", SearchFilters(access=LOCAL_ADMIN.doc_access), k=3)
+    assert hits and hits[0].kind == "faq" and "rerank" in hits[0].extra

@@ -43,8 +43,14 @@ class KnowledgeBase:
                     from retrieval.tokenize import ChineseTokenizer
 
                     titles = [r["title"] for r in conn.execute("SELECT title FROM kb_documents")]
+                    reranker = None
+                    if self.settings.reranker_model:
+                        from retrieval.rerank import CrossEncoderReranker
+
+                        reranker = CrossEncoderReranker(self.settings.reranker_model)
                     self._retriever = Retriever(
-                        make_embedder(self.settings), ChineseTokenizer(catalogue_words(conn, titles))
+                        make_embedder(self.settings), ChineseTokenizer(catalogue_words(conn, titles)),
+                        reranker=reranker,
                     )
         return self._retriever
 
