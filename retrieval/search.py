@@ -24,6 +24,7 @@ Mode = Literal["hybrid", "vector", "keyword"]
 RRF_K = 60
 COMMON_SHARE = 0.2
 MAX_TERMS = 8
+KEYWORD_BUDGET = 3000  # at most about this many chunks are scored by the keyword branch
 
 _FILTERS = """
       access = ANY(%(access)s)
@@ -41,14 +42,15 @@ LIMIT %(pool)s
 """
 
 # The keyword score is the summed IDF of the informative query terms a chunk holds (BM25's
-# weighting without term frequency: chunks are short). Only rare-enough terms take part, so the
-# GIN lookup stays small even at 100k chunks.
+# weighting without term frequency: chunks are short). Candidates come only from the rarest
+# terms (`tsq`, bounded by KEYWORD_BUDGET rows), so the work stays small at any corpus size;
+# every informative term still counts in the score.
 _KEYWORD = f"""
-SELECT c.id, sum(t.idf) AS rank
+SELECT c.id,
+       (SELECT sum(t.idf) FROM unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf)
+        WHERE c.tokens @@ t.term::tsquery) AS rank
 FROM kb_chunks c
-JOIN unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf) ON c.tokens @@ t.term::tsquery
 WHERE c.tokens @@ %(tsq)s::tsquery AND {_FILTERS}
-GROUP BY c.id
 ORDER BY rank DESC, c.id
 LIMIT %(pool)s
 """
@@ -126,8 +128,8 @@ class Retriever:
         self.reranker = reranker
         self.rerank_depth = rerank_depth
 
-    def keyword_terms(self, conn: psycopg.Connection[Any], query: str) -> list[tuple[str, float]]:
-        """The query's tokens worth matching, with their IDF, rarest first."""
+    def keyword_terms(self, conn: psycopg.Connection[Any], query: str) -> list[tuple[str, float, int]]:
+        """The query's tokens worth matching: (term, IDF, document frequency), rarest first."""
         tokens = list(dict.fromkeys(self.tokenizer.tokens(query)))
         if not tokens:
             return []
@@ -139,11 +141,11 @@ class Retriever:
         if not total:
             return []
         scored = sorted(
-            ((t, math.log(1 + (total - df[t] + 0.5) / (df[t] + 0.5))) for t in tokens if t in df),
+            ((t, math.log(1 + (total - df[t] + 0.5) / (df[t] + 0.5)), df[t]) for t in tokens if t in df),
             key=lambda x: -x[1],
         )
         # Terms in more than a fifth of all chunks say little; keep them only if nothing else is left.
-        informative = [(t, idf) for t, idf in scored if df[t] <= total * COMMON_SHARE]
+        informative = [x for x in scored if x[2] <= total * COMMON_SHARE]
         return (informative or scored[:3])[:MAX_TERMS]
 
     def search(
@@ -155,10 +157,17 @@ class Retriever:
         mode: Mode = "hybrid",
     ) -> list[Hit]:
         terms = self.keyword_terms(conn, query) if mode != "vector" else []
+        candidates: list[str] = []
+        rows_budget = 0
+        for t, _, df in terms:  # rarest first, until the budget of scored rows is spent
+            if candidates and rows_budget + df > KEYWORD_BUDGET:
+                break
+            candidates.append(t)
+            rows_budget += df
         keyword = {
-            "terms": [f"'{t}'" for t, _ in terms],
-            "idfs": [idf for _, idf in terms],
-            "tsq": " | ".join(f"'{t}'" for t, _ in terms),
+            "terms": [f"'{t}'" for t, _, _ in terms],
+            "idfs": [idf for _, idf, _ in terms],
+            "tsq": " | ".join(f"'{t}'" for t in candidates),
         }
         mode_params: dict[str, Any]
         if mode == "keyword":
@@ -187,7 +196,9 @@ class Retriever:
         # Iterative HNSW scans keep returning neighbours until the filters are satisfied.
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
         conn.execute("SET hnsw.ef_search = 80")
-        rows = conn.execute(sql, params).fetchall()
+        # prepare=False: psycopg would otherwise switch to a server-side prepared statement after
+        # five runs, and PostgreSQL's generic plan for this query is several times slower.
+        rows = conn.execute(sql, params, prepare=False).fetchall()
         hits = [
             Hit(
                 id=r["id"], doc_path=r["doc_path"], title=r["title"], doc_type=r["doc_type"],
