@@ -1,12 +1,16 @@
-"""Hybrid search: pgvector HNSW and jieba full text, fused by reciprocal rank in one SQL statement.
+"""Hybrid search: pgvector HNSW and jieba full text, fused by reciprocal rank.
 
-Every filter — access level, document type, product, effective date — is part of the WHERE of
-both branches, so a chunk a person may not see is never even ranked.
+The keyword branch runs in PostgreSQL while the query is embedded in another thread (the
+embedder's C code releases the GIL), then the vector branch runs; fusing two lists of 40 in
+Python is cheaper than waiting for them one after the other. Every filter (access level,
+document type, product, effective date) is in the WHERE of both branches, so a chunk a person
+may not see is never even ranked.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -57,19 +61,6 @@ LIMIT %(pool)s
 
 _COLUMNS = "c.id, c.doc_path, c.title, c.doc_type, c.heading_path, c.page, c.kind, c.text, c.product_codes, c.access"
 
-_HYBRID = f"""
-WITH vec AS (
-    SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS r FROM ({_VECTOR}) v
-), kw AS (
-    SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS r FROM ({_KEYWORD}) k
-)
-SELECT {_COLUMNS}, vec.distance, kw.rank AS keyword_rank, vec.r AS vector_pos, kw.r AS keyword_pos,
-       coalesce(1.0 / ({RRF_K} + vec.r), 0) + coalesce(1.0 / ({RRF_K} + kw.r), 0) AS score
-FROM vec FULL JOIN kw USING (id) JOIN kb_chunks c ON c.id = coalesce(vec.id, kw.id)
-ORDER BY score DESC, c.id
-LIMIT %(k)s
-"""
-
 _VECTOR_ONLY = f"""
 SELECT {_COLUMNS}, v.distance, NULL::real AS keyword_rank, 1 - v.distance AS score
 FROM ({_VECTOR}) v JOIN kb_chunks c USING (id)
@@ -107,6 +98,23 @@ class Hit:
         return None if self.distance is None else 1.0 - self.distance
 
 
+def fuse(vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Hit]:
+    """Reciprocal rank fusion of the two ranked lists (a chunk in both gets both shares)."""
+    fused: dict[int, Hit] = {}
+    for pos, hit in enumerate(vector_hits, 1):
+        hit.score = 1.0 / (RRF_K + pos)
+        fused[hit.id] = hit
+    for pos, hit in enumerate(keyword_hits, 1):
+        share = 1.0 / (RRF_K + pos)
+        if hit.id in fused:
+            fused[hit.id].score += share
+            fused[hit.id].keyword_rank = hit.keyword_rank
+        else:
+            hit.score = share
+            fused[hit.id] = hit
+    return sorted(fused.values(), key=lambda h: (-h.score, h.id))
+
+
 @dataclass
 class SearchFilters:
     access: tuple[str, ...]
@@ -127,6 +135,46 @@ class Retriever:
         self.pool = pool  # candidates each branch contributes before fusion
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self._pool_executor: ThreadPoolExecutor | None = None
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool_executor is None:
+            self._pool_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+        return self._pool_executor
+
+    def _hits(self, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[Hit]:
+        # prepare=False: psycopg would otherwise switch to a server-side prepared statement after
+        # five runs, and PostgreSQL's generic plan for these queries is several times slower.
+        rows = conn.execute(sql, params, prepare=False).fetchall()
+        return [
+            Hit(
+                id=r["id"], doc_path=r["doc_path"], title=r["title"], doc_type=r["doc_type"],
+                heading_path=list(r["heading_path"] or []), page=r["page"], kind=r["kind"], text=r["text"],
+                product_codes=list(r["product_codes"] or []), access=r["access"], score=float(r["score"]),
+                distance=None if r["distance"] is None else float(r["distance"]),
+                keyword_rank=None if r["keyword_rank"] is None else float(r["keyword_rank"]),
+            )
+            for r in rows
+        ]
+
+    def _keyword(self, conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> list[Hit]:
+        terms = self.keyword_terms(conn, query)
+        if not terms:
+            return []
+        candidates: list[str] = []
+        rows_budget = 0
+        for t, _, df in terms:  # rarest first, until the budget of scored rows is spent
+            if candidates and rows_budget + df > KEYWORD_BUDGET:
+                break
+            candidates.append(t)
+            rows_budget += df
+        return self._hits(conn, _KEYWORD_ONLY, {
+            **params,
+            "terms": [f"'{t}'" for t, _, _ in terms],
+            "idfs": [idf for _, idf, _ in terms],
+            "tsq": " | ".join(f"'{t}'" for t in candidates),
+        })
 
     def keyword_terms(self, conn: psycopg.Connection[Any], query: str) -> list[tuple[str, float, int]]:
         """The query's tokens worth matching: (term, IDF, document frequency), rarest first."""
@@ -156,34 +204,7 @@ class Retriever:
         k: int = 5,
         mode: Mode = "hybrid",
     ) -> list[Hit]:
-        terms = self.keyword_terms(conn, query) if mode != "vector" else []
-        candidates: list[str] = []
-        rows_budget = 0
-        for t, _, df in terms:  # rarest first, until the budget of scored rows is spent
-            if candidates and rows_budget + df > KEYWORD_BUDGET:
-                break
-            candidates.append(t)
-            rows_budget += df
-        keyword = {
-            "terms": [f"'{t}'" for t, _, _ in terms],
-            "idfs": [idf for _, idf, _ in terms],
-            "tsq": " | ".join(f"'{t}'" for t in candidates),
-        }
-        mode_params: dict[str, Any]
-        if mode == "keyword":
-            if not terms:
-                return []
-            sql, mode_params = _KEYWORD_ONLY, keyword
-        elif mode == "hybrid" and not terms:
-            mode, sql = "vector", _VECTOR_ONLY
-            mode_params = {"qvec": vector_literal(self.embedder.embed_query(query))}
-        else:
-            qvec = vector_literal(self.embedder.embed_query(query))
-            mode_params = {"qvec": qvec, **keyword}
-            sql = _HYBRID if mode == "hybrid" else _VECTOR_ONLY
-        # A type modifier cannot be a parameter; the dimension is the embedder's own integer.
-        sql = sql.replace("%(dim)s", str(int(self.embedder.dim)))
-        params = {
+        params: dict[str, Any] = {
             "access": list(filters.access),
             "doc_types": filters.doc_types,
             "products": filters.products,
@@ -191,24 +212,23 @@ class Retriever:
             "pool": max(self.pool, k),
             # With a reranker, fetch a deeper list and let the cross-encoder choose the top k.
             "k": max(k, self.rerank_depth) if self.reranker and mode == "hybrid" else k,
-            **mode_params,
         }
-        # Iterative HNSW scans keep returning neighbours until the filters are satisfied.
-        conn.execute("SET hnsw.iterative_scan = relaxed_order")
-        conn.execute("SET hnsw.ef_search = 80")
-        # prepare=False: psycopg would otherwise switch to a server-side prepared statement after
-        # five runs, and PostgreSQL's generic plan for this query is several times slower.
-        rows = conn.execute(sql, params, prepare=False).fetchall()
-        hits = [
-            Hit(
-                id=r["id"], doc_path=r["doc_path"], title=r["title"], doc_type=r["doc_type"],
-                heading_path=list(r["heading_path"] or []), page=r["page"], kind=r["kind"], text=r["text"],
-                product_codes=list(r["product_codes"] or []), access=r["access"], score=float(r["score"]),
-                distance=None if r["distance"] is None else float(r["distance"]),
-                keyword_rank=None if r["keyword_rank"] is None else float(r["keyword_rank"]),
-            )
-            for r in rows
-        ]
+        embedding = self._executor.submit(self.embedder.embed_query, query) if mode != "keyword" else None
+        keyword_hits: list[Hit] = []
+        if mode != "vector":
+            keyword_hits = self._keyword(conn, query, {**params, "k": params["pool"] if mode == "hybrid" else params["k"]})
+        if embedding is None:
+            hits = keyword_hits
+        else:
+            qvec = vector_literal(embedding.result())
+            # Iterative HNSW scans keep returning neighbours until the filters are satisfied.
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            conn.execute("SET hnsw.ef_search = 80")
+            sql = _VECTOR_ONLY.replace("%(dim)s", str(int(self.embedder.dim)))  # a type modifier is no parameter
+            vector_params = {**params, "qvec": qvec, "k": params["pool"] if mode == "hybrid" else params["k"]}
+            vector_hits = self._hits(conn, sql, vector_params)
+            hits = fuse(vector_hits, keyword_hits) if mode == "hybrid" else vector_hits
+        hits = hits[: params["k"]]
         if self.reranker and mode == "hybrid" and len(hits) > 1:
             scores = self.reranker.scores(query, [" ".join([h.title, *h.heading_path, h.text]) for h in hits])
             for h, sc in zip(hits, scores, strict=True):
