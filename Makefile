@@ -34,8 +34,10 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-bench: install
+bench: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --extra bench --python $(VENV)/bin/python
 	$(PUYI) bench catalog
+	$(PUYI) bench retrieval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -357,6 +357,19 @@ def bench_catalog_cmd(
         out.print(line, highlight=False)
 
 
+@bench_app.command("retrieval")
+def bench_retrieval_cmd(
+    regulations: Annotated[Path | None, typer.Option("--regulations", help="真实文档目录（默认 ../shared/corpus/regulations）")] = None,
+    docs: Annotated[list[Path] | None, typer.Option("--docs", help="再加入的文档目录（可多次）")] = None,
+    queries: Annotated[int, typer.Option("--queries", help="计时的问题数")] = 200,
+) -> None:
+    """入库吞吐（片段/秒），以及 1 万 / 10 万片段规模下的检索延迟，与 langchain-postgres PGVector 对比。"""
+    from eval.bench_retrieval import bench_retrieval
+
+    for line in bench_retrieval(regulations or DEFAULT_REGULATIONS, extra_docs=docs or [], queries=queries):
+        out.print(line, highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=get_settings().log_level, stream=sys.stderr)
     try:
