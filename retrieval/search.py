@@ -50,11 +50,11 @@ LIMIT %(pool)s
 # terms (`tsq`, bounded by KEYWORD_BUDGET rows), so the work stays small at any corpus size;
 # every informative term still counts in the score.
 _KEYWORD = f"""
-SELECT c.id,
-       (SELECT sum(t.idf) FROM unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf)
-        WHERE c.tokens @@ t.term::tsquery) AS rank
+SELECT c.id, sum(t.idf) AS rank
 FROM kb_chunks c
+JOIN unnest(%(terms)s::text[], %(idfs)s::float8[]) AS t(term, idf) ON c.tokens @@ t.term::tsquery
 WHERE c.tokens @@ %(tsq)s::tsquery AND {_FILTERS}
+GROUP BY c.id
 ORDER BY rank DESC, c.id
 LIMIT %(pool)s
 """

@@ -126,3 +126,6 @@ def refresh_term_stats(conn: psycopg.Connection[Any]) -> None:
     conn.execute("INSERT INTO kb_terms (term, df) SELECT word, ndoc FROM ts_stat('SELECT tokens FROM kb_chunks')")
     # The empty term holds the number of chunks, for the IDF's numerator.
     conn.execute("INSERT INTO kb_terms (term, df) SELECT '', count(*) FROM kb_chunks")
+    # New tokens wait in the GIN index's pending list, which every keyword query would scan
+    # until autovacuum merges it: merge it now, once, at the end of an indexing run.
+    conn.execute("SELECT gin_clean_pending_list('kb_chunks_tokens'::regclass)")
