@@ -246,19 +246,17 @@ def _render_knowledge(calls: list[ToolCall], d: RouteDecision, llm: Any = None) 
     for n, p in enumerate(passages, 1):
         lines += ["", f"**[{n}]** {_source_line(p)}"] + ([] if phrased else [_quote(p["snippet"])])
         citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+    # Talking points for the conversation with the customer, then the rules that bind it.
+    extras = {"talking_points": ("营销话术", "points"), "compliance_reminders": ("合规提醒", "reminders")}
     for call in calls:
-        if call["name"] == "talking_points" and call["result"]["points"]:
-            lines += ["", "**营销话术**"]
-            for p in call["result"]["points"]:
-                n = len(citations) + 1
-                lines += [f"**[{n}]** {_source_line(p)}", _quote(p["snippet"], 300)]
-                citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
-        if call["name"] == "compliance_reminders" and call["result"]["reminders"]:
-            lines += ["", "**合规提醒**"]
-            for p in call["result"]["reminders"]:
-                n = len(citations) + 1
-                lines += [f"**[{n}]** {_source_line(p)}", _quote(p["snippet"], 300)]
-                citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+        if call["name"] not in extras:
+            continue
+        heading, key = extras[call["name"]]
+        if call["result"][key]:
+            lines += ["", f"**{heading}**"]
+        for p in call["result"][key]:
+            lines += [f"**[{len(citations) + 1}]** {_source_line(p)}", _quote(p["snippet"], 300)]
+            citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
     return "\n".join(lines), citations
 
 
