@@ -255,3 +255,17 @@ def test_reranker_reorders_the_fused_candidates(kb_db: Database, assistant: Assi
 
         hits = reranking.search(conn, "提前还款", SearchFilters(access=LOCAL_ADMIN.doc_access), k=3)
     assert hits and hits[0].kind == "faq" and "rerank" in hits[0].extra
+
+
+def test_owner_to_ask_comes_from_the_banks_own_catalogue(kb_db: Database):
+    from core.access import LOCAL_ADMIN
+    from tools.context import ToolContext
+    from tools.knowledge import suggest_owner
+
+    with kb_db.connection() as conn:
+        ctx = ToolContext(conn=conn, principal=LOCAL_ADMIN)
+        assert suggest_owner(ctx, "随便问问", ["SI001"]) == "财富管理部"  # the product's owner
+        # By topic: the department owning most loan products (a tie breaks alphabetically).
+        assert suggest_owner(ctx, "贷款展期怎么办理", None) == "普惠金融部"
+        assert suggest_owner(ctx, "反洗钱怎么要求", None) == "本行合规管理部门"
+        assert suggest_owner(ctx, "食堂几点开门", None) == "相关产品的主管部门"

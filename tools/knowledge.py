@@ -114,14 +114,16 @@ def search_knowledge(
     }
 
 
-_TOPIC_OWNERS = [
-    (re.compile(r"合规|反洗钱|双录|适当性|消保|消费者|个人信息|监管|法|条例"), "法律合规部"),
-    (re.compile(r"理财|基金|保险|贵金属|代销"), "财富管理部"),
-    (re.compile(r"小微|普惠|经营贷"), "普惠金融部"),
-    (re.compile(r"贷|授信|还款|额度"), "零售金融部或授信管理部"),
-    (re.compile(r"存款|存单|储蓄|开户"), "零售金融部"),
-    (re.compile(r"结算|收单|支付|转账|代发"), "交易银行部"),
+# Topic words → the product category whose owning department (from the bank's own catalogue)
+# is the best person to ask; compliance topics go to the compliance function, whatever its name.
+_TOPIC_CATEGORIES = [
+    (re.compile(r"理财|基金|保险|贵金属|代销|中间业务"), "intermediary"),
+    (re.compile(r"贷|授信|还款|额度"), "loan"),
+    (re.compile(r"存款|存单|储蓄|开户"), "deposit"),
+    (re.compile(r"结算|收单|支付|转账|代发"), "payment"),
+    (re.compile(r"同业|债券|票据|金融市场"), "market"),
 ]
+_COMPLIANCE_TOPIC = re.compile(r"合规|反洗钱|双录|适当性|消保|消费者|个人信息|监管|法律|条例")
 
 
 def suggest_owner(ctx: ToolContext, query: str, products: list[str] | None) -> str:
@@ -133,10 +135,18 @@ def suggest_owner(ctx: ToolContext, query: str, products: list[str] | None) -> s
         ).fetchone()
         if row and row["d"]:
             return str(row["d"])
-    for pattern, owner in _TOPIC_OWNERS:
+    if _COMPLIANCE_TOPIC.search(query):
+        return "本行合规管理部门"
+    for pattern, category in _TOPIC_CATEGORIES:
         if pattern.search(query):
-            return owner
-    return "产品管理部"
+            row = ctx.conn.execute(
+                "SELECT owner_dept FROM products WHERE category = %(c)s AND level = 'sellable' AND owner_dept <> ''"
+                " GROUP BY owner_dept ORDER BY count(*) DESC, owner_dept LIMIT 1",
+                {"c": category},
+            ).fetchone()
+            if row:
+                return str(row["owner_dept"])
+    return "相关产品的主管部门"
 
 
 def talking_points(ctx: ToolContext, product_code: str) -> dict[str, Any]:
