@@ -21,6 +21,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="性能基准 (benchmarks)")
 app.add_typer(bench_app, name="bench")
 eval_app = typer.Typer(no_args_is_help=True, help="评测 (evaluation)")
 app.add_typer(eval_app, name="eval")
+users_app = typer.Typer(no_args_is_help=True, help="用户与登录令牌")
+app.add_typer(users_app, name="users")
 
 # The real laws shipped beside the development tree; `make run` and the evaluation ingest them.
 DEFAULT_REGULATIONS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "regulations"
@@ -368,6 +370,38 @@ def bench_retrieval_cmd(
 
     for line in bench_retrieval(regulations or DEFAULT_REGULATIONS, extra_docs=docs or [], queries=queries):
         out.print(line, highlight=False)
+
+
+@users_app.command("token")
+def users_token_cmd(
+    user_id: Annotated[str, typer.Argument(help="用户编号")],
+    days: Annotated[int, typer.Option("--days", help="有效天数")] = 90,
+) -> None:
+    """为用户签发登录令牌（网页对话与 API 使用；只显示这一次）。"""
+    from core.tokens import issue_token
+
+    with _database() as db, db.connection() as conn:
+        try:
+            token = issue_token(conn, user_id, days=days)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    print(token)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+) -> None:
+    """启动 HTTP 服务（/api/chat、/healthz、/readyz、/docs）。"""
+    import uvicorn
+
+    from api.server import create_app
+
+    err.print(f"谱翼服务：http://{host}:{port}/  （API 文档 /docs）")
+    # Graceful shutdown: uvicorn stops accepting and lets requests in flight finish.
+    uvicorn.run(create_app(), host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")
 
 
 def main() -> None:

@@ -267,11 +267,25 @@ CREATE TABLE kb_terms (
 );
 """
 
+V5_API_TOKENS = """
+-- Sign-in tokens for the web chat and the APIs. Only a hash is stored: a leaked table
+-- cannot be replayed.
+CREATE TABLE api_tokens (
+    token_sha256 text PRIMARY KEY,
+    user_id      text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    revoked      boolean NOT NULL DEFAULT false
+);
+CREATE INDEX api_tokens_user ON api_tokens (user_id);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
     (3, "knowledge base chunks with vectors and full text", V3_KNOWLEDGE),
     (4, "token document frequencies for keyword ranking", V4_TERM_STATS),
+    (5, "sign-in tokens", V5_API_TOKENS),
 ]
 
 
