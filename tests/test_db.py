@@ -40,3 +40,21 @@ def test_unreachable_external_database_gives_a_clear_error(tmp_path: Path):
     settings = Settings(home=tmp_path, database_url="postgresql://puyi@127.0.0.1:1/puyi")
     with pytest.raises(DatabaseUnavailable, match="无法连接数据库"):
         open_database(settings)
+
+
+def test_a_process_that_died_without_cleanup_does_not_keep_the_server_running(pg_home: Path):
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "from pathlib import Path; from core.settings import Settings; from core.db import open_database;"
+        f"open_database(Settings(home=Path({str(pg_home)!r}), database_url=None)).close()"
+    )
+    cwd = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=cwd, timeout=120)
+    pg = pg_home / "pg"
+    assert not (pg / "postmaster.pid").exists()  # the last user stopped it
+    (pg / ".handle_pids.json").write_text(json.dumps([2**22 + 12345]))  # a pid that no longer exists
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=cwd, timeout=120)
+    assert not (pg / "postmaster.pid").exists()
