@@ -165,8 +165,9 @@ class KnowledgeIndexer:
                 if known.get(src.key) == sha:
                     report.unchanged += 1
                     continue
+                doc_codes = self._doc_codes(src, index)
                 try:
-                    chunks = self._chunks(src, index, tokenizer)
+                    chunks = self._chunks(src, doc_codes, index, tokenizer)
                 except DocumentError as exc:
                     report.failed.append((src.key, str(exc)))
                     continue
@@ -176,7 +177,7 @@ class KnowledgeIndexer:
                 vectors = self.embedder.embed_passages([_embed_text(src.title, c) for c in chunks])
                 meta = DocumentMeta(
                     path=src.key, source=src.source, title=src.title, doc_type=src.doc_type, access=src.access,
-                    sha256=sha, source_path=str(src.file), product_codes=self._doc_codes(src, index),
+                    sha256=sha, source_path=str(src.file), product_codes=doc_codes,
                     effective_date=src.effective_date,
                 )
                 with conn.transaction():
@@ -208,15 +209,16 @@ class KnowledgeIndexer:
         found = [c.code for c in index.mentions(src.title).products]
         return sorted(set(src.product_codes) | set(found))
 
-    def _chunks(self, src: Source, index: CatalogIndex, tokenizer: ChineseTokenizer) -> list[ChunkRow]:
+    def _chunks(
+        self, src: Source, doc_codes: list[str], index: CatalogIndex, tokenizer: ChineseTokenizer
+    ) -> list[ChunkRow]:
         blocks = load_document(src.file)
-        doc_codes = set(self._doc_codes(src, index))
         out: list[ChunkRow] = []
         for c in chunk_blocks(blocks, title=src.title, doc_type=src.doc_type):
             text = c.text.strip()
             if not text:
                 continue
-            codes = doc_codes | {p.code for p in index.mentions(text).products}
+            codes = set(doc_codes) | {p.code for p in index.mentions(text).products}
             heading = " ".join([src.title, *c.heading_path])
             out.append(ChunkRow(
                 ordinal=len(out), kind=c.kind, heading_path=list(c.heading_path), page=c.page, text=text,

@@ -221,9 +221,6 @@ class Retriever:
             hits = keyword_hits
         else:
             qvec = vector_literal(embedding.result())
-            # Iterative HNSW scans keep returning neighbours until the filters are satisfied.
-            conn.execute("SET hnsw.iterative_scan = relaxed_order")
-            conn.execute("SET hnsw.ef_search = 80")
             sql = _VECTOR_ONLY.replace("%(dim)s", str(int(self.embedder.dim)))  # a type modifier is no parameter
             vector_params = {**params, "qvec": qvec, "k": params["pool"] if mode == "hybrid" else params["k"]}
             vector_hits = self._hits(conn, sql, vector_params)

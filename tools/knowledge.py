@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict
 from typing import Any
 
 import psycopg
@@ -61,19 +60,23 @@ class KnowledgeBase:
         filters = SearchFilters(access=principal.doc_access, doc_types=doc_types, products=products)
         return self.retriever(conn).search(conn, query, filters, k=k, mode=mode)  # type: ignore[arg-type]
 
-    def relevant(self, conn: psycopg.Connection[Any], query: str, hit: Hit, products: list[str] | None = None) -> bool:
-        """Whether a hit answers the question at all (search always returns something)."""
-        if products and not set(products) & set(hit.product_codes):
-            # About another product: relevant only if it is a near paraphrase of the question.
-            return hit.similarity is not None and hit.similarity >= MIN_SIMILARITY + 0.03
-        if hit.similarity is not None and hit.similarity >= MIN_SIMILARITY:
-            return True
-        terms = set(self.retriever(conn).tokenizer.tokens(query))
-        if not terms:
-            return False
-        body = set(self.retriever(conn).tokenizer.tokens(" ".join([hit.title, *hit.heading_path, hit.text])))
-        shared = terms & body
-        return len(shared) >= 2 and len(shared) / len(terms) >= MIN_KEYWORD_SHARE
+    def relevant_hits(
+        self, conn: psycopg.Connection[Any], query: str, hits: list[Hit], products: list[str] | None = None
+    ) -> list[Hit]:
+        """The hits that answer the question at all (search always returns something)."""
+        tokenizer = self.retriever(conn).tokenizer
+        terms = set(tokenizer.tokens(query))
+
+        def relevant(hit: Hit) -> bool:
+            if products and not set(products) & set(hit.product_codes):
+                # About another product: relevant only if it is a near paraphrase of the question.
+                return hit.similarity is not None and hit.similarity >= MIN_SIMILARITY + 0.03
+            if hit.similarity is not None and hit.similarity >= MIN_SIMILARITY:
+                return True
+            shared = terms & set(tokenizer.tokens(" ".join([hit.title, *hit.heading_path, hit.text])))
+            return len(shared) >= 2 and len(shared) / len(terms) >= MIN_KEYWORD_SHARE
+
+        return [h for h in hits if relevant(h)]
 
 
 def citation(hit: Hit, snippet_chars: int = 240) -> dict[str, Any]:
@@ -101,11 +104,11 @@ def search_knowledge(
     """在本行产品手册、常见问答、合规要点、通知和法律法规中检索与问题相关的原文段落（按提问人的文档权限过滤），返回带出处的段落。"""
     kb = _kb(ctx)
     hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types, products=products)
-    relevant = [h for h in hits if kb.relevant(ctx.conn, query, h, products)]
+    relevant = kb.relevant_hits(ctx.conn, query, hits, products)
     if products and not relevant:
         # The product filter may be too narrow (a general rule applies to it): widen once.
         hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types)
-        relevant = [h for h in hits if kb.relevant(ctx.conn, query, h, products)]
+        relevant = kb.relevant_hits(ctx.conn, query, hits, products)
     return {
         "query": query,
         "found": bool(relevant),
@@ -149,31 +152,29 @@ def suggest_owner(ctx: ToolContext, query: str, products: list[str] | None) -> s
     return "相关产品的主管部门"
 
 
+def _product_chunks(ctx: ToolContext, product_code: str, doc_types: list[str], limit: int | None = None) -> list[Any]:
+    """Chunks tagged with a product, of the given document types, that the asker may read."""
+    return ctx.conn.execute(
+        "SELECT id, doc_path, title, doc_type, heading_path, page, text FROM kb_chunks"
+        " WHERE %(c)s = ANY(product_codes) AND doc_type = ANY(%(t)s) AND access = ANY(%(a)s)"
+        " ORDER BY doc_path, ordinal LIMIT %(n)s",
+        {"c": product_code, "t": doc_types, "a": list(ctx.principal.doc_access), "n": limit},
+    ).fetchall()
+
+
 def talking_points(ctx: ToolContext, product_code: str) -> dict[str, Any]:
     """某个产品的营销话术（来自该产品手册中的话术/卖点章节），供客户经理使用。"""
-    rows = ctx.conn.execute(
-        "SELECT id, doc_path, title, doc_type, heading_path, page, text FROM kb_chunks"
-        " WHERE %(c)s = ANY(product_codes) AND doc_type IN ('manual', 'faq') AND access = ANY(%(a)s)"
-        " ORDER BY doc_path, ordinal",
-        {"c": product_code, "a": list(ctx.principal.doc_access)},
-    ).fetchall()
     points = [
-        r for r in rows
+        r for r in _product_chunks(ctx, product_code, ["manual", "faq"])
         if any(TALKING_POINT_HEADINGS.search(h) for h in r["heading_path"]) or TALKING_POINT_HEADINGS.match(r["text"])
     ]
     return {"product_code": product_code, "points": [_row_citation(r) for r in points[:2]]}
 
 
-def compliance_reminders(ctx: ToolContext, product_code: str, category: str | None = None) -> dict[str, Any]:
+def compliance_reminders(ctx: ToolContext, product_code: str) -> dict[str, Any]:
     """适用于某个产品或其所属大类的合规提醒（来自合规要点文件）。"""
     kb = _kb(ctx)
-    rows = ctx.conn.execute(
-        "SELECT id, doc_path, title, doc_type, heading_path, page, text FROM kb_chunks"
-        " WHERE doc_type = 'compliance' AND %(c)s = ANY(product_codes) AND access = ANY(%(a)s)"
-        " ORDER BY doc_path, ordinal LIMIT 2",
-        {"c": product_code, "a": list(ctx.principal.doc_access)},
-    ).fetchall()
-    reminders = [_row_citation(r) for r in rows]
+    reminders = [_row_citation(r) for r in _product_chunks(ctx, product_code, ["compliance"], limit=2)]
     if len(reminders) < 2:
         product = ctx.conn.execute(
             "SELECT name, category FROM products WHERE code = %(c)s", {"c": product_code}
@@ -195,7 +196,3 @@ def _row_citation(r: dict[str, Any]) -> dict[str, Any]:
               heading_path=list(r["heading_path"] or []), page=r["page"], kind="text", text=r["text"],
               product_codes=[], access="", score=1.0)
     return citation(hit, 400)
-
-
-def hit_dict(hit: Hit) -> dict[str, Any]:
-    return asdict(hit)
