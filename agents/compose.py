@@ -245,7 +245,7 @@ def _render_knowledge(calls: list[ToolCall], d: RouteDecision, llm: Any = None) 
     citations = []
     for n, p in enumerate(passages, 1):
         lines += ["", f"**[{n}]** {_source_line(p)}"] + ([] if phrased else [_quote(p["snippet"])])
-        citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+        citations.append({k: p.get(k) for k in ("chunk_id", "title", "doc_type", "path", "heading", "page", "snippet", "score")})
     # Talking points for the conversation with the customer, then the rules that bind it.
     extras = {"talking_points": ("营销话术", "points"), "compliance_reminders": ("合规提醒", "reminders")}
     for call in calls:
@@ -256,7 +256,7 @@ def _render_knowledge(calls: list[ToolCall], d: RouteDecision, llm: Any = None) 
             lines += ["", f"**{heading}**"]
         for p in call["result"][key]:
             lines += [f"**[{len(citations) + 1}]** {_source_line(p)}", _quote(p["snippet"], 300)]
-            citations.append({k: p[k] for k in ("title", "doc_type", "path", "snippet", "score")})
+            citations.append({k: p.get(k) for k in ("chunk_id", "title", "doc_type", "path", "heading", "page", "snippet", "score")})
     return "\n".join(lines), citations
 
 

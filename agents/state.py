@@ -13,10 +13,13 @@ class ToolCall(TypedDict):
     result: Any
 
 
-class Citation(TypedDict):
+class Citation(TypedDict, total=False):
+    chunk_id: int
     title: str
     doc_type: str
     path: str
+    heading: str
+    page: int | None
     snippet: str
     score: float
 

@@ -243,7 +243,7 @@ def ask_cmd(
     with _database() as db:
         assistant = Assistant(db)
         try:
-            answer = assistant.ask(question, user_id=as_user, session_id=session)
+            answer = assistant.ask(question, user_id=as_user, session_id=session, channel="cli")
         except PuyiError as exc:
             if as_json:
                 print(_json({"id": None, "error": str(exc)}))
@@ -293,7 +293,7 @@ def chat_cmd(
                 out.print("已开始新会话。")
                 continue
             try:
-                answer = assistant.ask(line, session_id=session, principal=who)
+                answer = assistant.ask(line, session_id=session, principal=who, channel="cli")
             except PuyiError as exc:
                 err.print(f"[red]{exc}[/red]")
                 continue

@@ -1,112 +1,166 @@
-"""The HTTP server: a FastAPI app whose lifespan owns the database pool and the assistant.
-
-Errors always have one shape, `{"error": {"code": …, "message": …}}`, whatever raised them.
+"""The HTTP server: a FastAPI app whose lifespan owns the database pool, the assistant and the
+WeCom workers. Errors always have one shape, `{"error": {"code": …, "message": …}}`.
 """
 
+from __future__ import annotations
+
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agents.history import NotYours
 from agents.service import Assistant
-from core.access import Principal, load_principal
+from api import openai_compat, routes, wecom
+from api.webchat import mount_webchat
 from core.db import Database, open_database
 from core.errors import BadQuestion, DatabaseUnavailable, PuyiError, UnknownUser
 from core.settings import Settings, get_settings
-from core.tokens import user_for_token
+
+log = logging.getLogger("puyi.server")
+
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 413: "too_large", 503: "unavailable"}
 
 
-class ChatRequest(BaseModel):
-    message: str = Field(description="用户的问题（中文）")
-    session_id: str | None = Field(default=None, description="会话编号；不给则开始新会话")
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
-    with request.app.state.db.connection() as conn:
-        user_id = user_for_token(conn, token.strip())
-        if user_id is None:
-            raise HTTPException(401, "令牌无效或已过期，请重新获取 (puyi users token)")
-        try:
-            return load_principal(conn, user_id)
-        except UnknownUser as exc:
-            raise HTTPException(401, str(exc)) from exc
+class BodyLimit:
+    """Refuses bodies over the limit before they are read into memory: by Content-Length when
+    sent, and by counting otherwise (chunked uploads)."""
 
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, upload_paths: tuple[str, ...]) -> None:
+        self.app, self.limit, self.upload_limit, self.upload_paths = app, limit, upload_limit, upload_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_limit if scope["path"] in self.upload_paths else self.limit
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            log.warning("refused %s %s: body of %s bytes over %d", scope["method"], scope["path"], length.decode(), limit)
+            await error_response(413, "too_large", f"请求体过大（上限 {limit} 字节）(request too large)")(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit and not refused:
+                # Answer 413 ourselves and tell the app the client went away: the app's own
+                # body parser would otherwise turn any error raised here into a 400.
+                refused = True
+                log.warning("refused %s %s: streamed body over %d bytes", scope["method"], scope["path"], limit)
+                await error_response(413, "too_large", f"请求体过大（上限 {limit} 字节）(request too large)")(
+                    scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
 
 
 def create_app(
     settings: Settings | None = None, db: Database | None = None, assistant: Assistant | None = None
 ) -> FastAPI:
     """Build the app; tests pass their own database and assistant, `puyi serve` passes nothing."""
+    conf = settings or (db.settings if db is not None else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_db = db is None
-        database: Database = db if db is not None else await run_in_threadpool(
-            open_database, settings or get_settings()
-        )
+        database: Database = db if db is not None else await run_in_threadpool(open_database, conf)
+        app.state.settings = conf
         app.state.db = database
         app.state.assistant = assistant or Assistant(database)
+        app.state.wecom = wecom.WeComChannel(conf, database, app.state.assistant)
+        await app.state.wecom.start()
         try:
             yield
         finally:
+            # The server has stopped taking requests and finished those in flight; the workers
+            # finish the message in hand (anything unfinished stays in PostgreSQL for the next start).
+            await app.state.wecom.stop()
             if own_db:
                 database.close()
 
-    app = FastAPI(title="谱翼 Puyi", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="谱翼 Puyi",
+        version="0.1.0",
+        description="行内产品管理助手：网页对话、HTTP API、OpenAI 兼容接口与企业微信回调。",
+        lifespan=lifespan,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            return error_response(404, "not_found", f"没有这个地址：{request.url.path} (not found)")
+        if exc.status_code == 405:
+            return error_response(405, "method_not_allowed", f"{request.method} 不适用于 {request.url.path}")
+        return error_response(exc.status_code, STATUS_CODES.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", "请求格式不正确：" + "; ".join(e["msg"] for e in exc.errors()))
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error_response(422, "invalid_request", "请求格式不正确：" + problems)
 
     @app.exception_handler(PuyiError)
     async def puyi_error(request: Request, exc: PuyiError) -> JSONResponse:
-        if isinstance(exc, BadQuestion):
-            return _error(400, "bad_question", str(exc))
-        if isinstance(exc, DatabaseUnavailable):
-            return _error(503, "database_unavailable", str(exc))
-        return _error(400, "error", str(exc))
+        return puyi_error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "服务器内部错误，请稍后再试 (internal error)")
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "服务器内部错误，请稍后再试 (internal error)")
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["运维"])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", tags=["运维"])
     def readyz(request: Request) -> Any:
         """The database answers: the instance can take traffic."""
         try:
             with request.app.state.db.connection() as conn:
                 conn.execute("SELECT 1")
         except Exception:
-            return _error(503, "not_ready", "数据库不可用 (database unavailable)")
+            return error_response(503, "not_ready", "数据库不可用 (database unavailable)")
         return {"status": "ready"}
 
-    @app.post("/api/chat")
-    def chat(body: ChatRequest, request: Request, who: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
-        """Ask a question; the answer has the same shape as `puyi ask --json`."""
-        answer = request.app.state.assistant.ask(body.message, session_id=body.session_id, principal=who)
-        return answer.as_dict()  # type: ignore[no-any-return]
-
+    app.include_router(routes.router)
+    app.include_router(openai_compat.router)
+    app.include_router(wecom.router)
+    mount_webchat(app)
+    app.add_middleware(
+        BodyLimit, limit=conf.max_body_bytes, upload_limit=conf.max_upload_bytes, upload_paths=("/api/ingest",)
+    )
     return app
+
+
+def puyi_error_response(exc: PuyiError) -> JSONResponse:
+    """The HTTP status and code for an expected failure."""
+    if isinstance(exc, BadQuestion):
+        return error_response(400, "bad_question", str(exc))
+    if isinstance(exc, NotYours):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, UnknownUser):
+        return error_response(401, "unauthorized", str(exc))
+    if isinstance(exc, DatabaseUnavailable):
+        return error_response(503, "database_unavailable", str(exc))
+    return error_response(400, "bad_request", str(exc))

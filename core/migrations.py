@@ -280,12 +280,88 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_user ON api_tokens (user_id);
 """
 
+V6_CHANNELS = """
+-- Conversations from every channel: who asked what, what was answered, and feedback on it.
+CREATE TABLE chat_sessions (
+    session_id  text PRIMARY KEY,
+    user_id     text NOT NULL,
+    channel     text NOT NULL,
+    title       text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX chat_sessions_user ON chat_sessions (user_id, updated_at DESC);
+
+CREATE TABLE chat_turns (
+    turn_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id  text NOT NULL REFERENCES chat_sessions ON DELETE CASCADE,
+    user_id     text NOT NULL,
+    channel     text NOT NULL,
+    question    text NOT NULL,
+    route       text NOT NULL,
+    answer      text NOT NULL,
+    citations   jsonb NOT NULL DEFAULT '[]',
+    data        jsonb,
+    elapsed_ms  int,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX chat_turns_session ON chat_turns (session_id, turn_id);
+
+CREATE TABLE feedback (
+    turn_id     bigint NOT NULL REFERENCES chat_turns ON DELETE CASCADE,
+    user_id     text NOT NULL,
+    rating      smallint NOT NULL CHECK (rating IN (-1, 1)),
+    comment     text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (turn_id, user_id)
+);
+
+-- WeCom callbacks: the primary key makes each MsgId handled once, across WeCom's retries,
+-- restarts and every replica sharing this database.
+CREATE TABLE wecom_inbox (
+    msg_id       text PRIMARY KEY,
+    from_user    text NOT NULL,
+    agent_id     text,
+    msg_type     text NOT NULL,
+    content      text NOT NULL DEFAULT '',
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    status       text NOT NULL DEFAULT 'received' CHECK (status IN ('received', 'answered', 'failed')),
+    attempts     int NOT NULL DEFAULT 0,
+    lease_until  timestamptz,
+    answered_at  timestamptz,
+    turn_id      bigint,
+    last_error   text
+);
+CREATE INDEX wecom_inbox_pending ON wecom_inbox (received_at) WHERE status = 'received';
+
+-- Messages to push through the WeCom API: idempotent by key, sent in seq order within a group,
+-- retried with backoff until sent; a row is never deleted, so nothing is lost.
+CREATE TABLE wecom_outbox (
+    key              text PRIMARY KEY,
+    group_key        text NOT NULL,
+    seq              int NOT NULL DEFAULT 0,
+    to_users         text[] NOT NULL,
+    msg_type         text NOT NULL CHECK (msg_type IN ('markdown', 'textcard', 'text')),
+    payload          jsonb NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts         int NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    lease_until      timestamptz,
+    last_error       text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    sent_at          timestamptz
+);
+CREATE INDEX wecom_outbox_due ON wecom_outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX wecom_outbox_group ON wecom_outbox (group_key, seq);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
     (3, "knowledge base chunks with vectors and full text", V3_KNOWLEDGE),
     (4, "token document frequencies for keyword ranking", V4_TERM_STATS),
     (5, "sign-in tokens", V5_API_TOKENS),
+    (6, "conversations, feedback, WeCom inbox and outbox", V6_CHANNELS),
 ]
 
 

@@ -34,6 +34,27 @@ class Settings(BaseSettings):
     chunk_chars: int = 600
     log_level: str = "WARNING"
 
+    # The HTTP server (`puyi serve`).
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None  # how people reach the web chat, for links in WeCom cards
+    max_body_bytes: int = 1_000_000  # larger requests are refused before they are read
+    max_upload_bytes: int = 50_000_000  # POST /api/ingest
+
+    # WeCom (企业微信): the self-built application that relationship managers message.
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    wecom_secret: str | None = None
+    wecom_token: str | None = None
+    wecom_aes_key: str | None = None  # EncodingAESKey, 43 characters
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # Callbacks older than this are refused as replays (0 = no limit); MsgId dedup covers the rest.
+    wecom_max_age_seconds: int = 3600
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return bool(self.wecom_corp_id and self.wecom_token and self.wecom_aes_key)
+
     @property
     def pg_dir(self) -> Path:
         return self.home / "pg"

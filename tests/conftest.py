@@ -17,7 +17,7 @@ BANK_TABLES = (
     "branches", "branch_closure", "users", "products", "subjects", "product_links",
     "product_elements", "system_codes", "metrics_monthly", "customers", "holdings", "loans",
     "ftp_curve", "competitor_rates", "documents", "bank_files", "imports", "kb_chunks", "kb_documents", "kb_terms",
-    "api_tokens",
+    "api_tokens", "chat_sessions", "chat_turns", "feedback", "wecom_inbox", "wecom_outbox",
 )
 
 

@@ -82,6 +82,7 @@ class KnowledgeBase:
 def citation(hit: Hit, snippet_chars: int = 240) -> dict[str, Any]:
     text = neutralize(hit.text)
     return {
+        "chunk_id": hit.id,  # opens the cited passage (GET /api/passages/{chunk_id})
         "title": hit.title,
         "doc_type": hit.doc_type,
         "path": hit.doc_path,

@@ -1,0 +1,121 @@
+"""An OpenAI-compatible face (`/v1/models`, `/v1/chat/completions`) so the official `openai` SDK
+and existing chat front ends can talk to Puyi. The API key is the person's Puyi token: answers
+are scoped and masked exactly as in the web chat.
+
+Chat front ends resend the whole conversation each turn; the last user message is the question,
+and the conversation is the `session_id` given in the body (extra field) or, failing that, one
+derived from the user and the conversation's first message, so follow-ups stay in one session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import iterate_in_threadpool
+
+from api.auth import principal_for_token
+from core.access import Principal
+from core.errors import PuyiError
+
+router = APIRouter(prefix="/v1", tags=["OpenAI 兼容接口"])
+MODEL_ID = "puyi"
+CREATED = 1_763_856_000  # fixed: the model list should not change between calls
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    user: str | None = None
+    session_id: str | None = Field(default=None, description="谱翼会话编号（扩展字段，可选）")
+
+
+def api_key_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "需要 API key：请使用您的谱翼令牌 (puyi users token) 作为 api_key")
+    return principal_for_token(request, token)
+
+
+Who = Annotated[Principal, Depends(api_key_principal)]
+
+
+@router.get("/models")
+def models(who: Who) -> dict[str, Any]:
+    """The one model Puyi offers."""
+    return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": CREATED, "owned_by": "puyi"}]}
+
+
+def _session(body: CompletionRequest, who: Principal) -> str:
+    if body.session_id:
+        return body.session_id
+    first = next((m.text() for m in body.messages if m.role == "user"), "")
+    digest = hashlib.sha256(f"{who.user_id}\n{first}".encode()).hexdigest()[:24]
+    return f"openai:{digest}"
+
+
+def _chunk(cid: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: CompletionRequest, request: Request, who: Who) -> Any:
+    """Answer the last user message of the conversation, streamed (`stream: true`) or whole."""
+    question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
+    assistant = request.app.state.assistant
+    assistant.check_question(question)  # BadQuestion → 400 before anything is streamed
+    session = _session(body, who)
+    created = int(time.time())
+
+    if not body.stream:
+        from fastapi.concurrency import run_in_threadpool
+
+        answer = await run_in_threadpool(
+            assistant.ask, question, session_id=session, principal=who, channel="openai"
+        )
+        return {
+            "id": f"chatcmpl-{answer.turn_id}", "object": "chat.completion", "created": created, "model": MODEL_ID,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "puyi": {"route": answer.route, "citations": answer.citations, "session_id": answer.session_id,
+                     "turn_id": answer.turn_id},
+        }
+
+    async def stream() -> AsyncIterator[str]:
+        cid = f"chatcmpl-{session[-12:]}-{created}"
+        yield _chunk(cid, created, {"role": "assistant", "content": ""})
+        try:
+            turn = assistant.events(question, session_id=session, principal=who, channel="openai")
+            async for kind, payload in iterate_in_threadpool(turn):
+                if kind == "answer":
+                    for line in payload.answer.splitlines(keepends=True):
+                        yield _chunk(cid, created, {"content": line})
+            yield _chunk(cid, created, {}, "stop")
+        except PuyiError as exc:
+            yield _chunk(cid, created, {"content": f"\n\n（出错：{exc}）"}, "stop")
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+

@@ -1,0 +1,287 @@
+"""The HTTP API behind the web chat and other tools. Every endpoint authenticates and applies
+the caller's role: the same scoping in SQL as the assistant, the same masking of what is shown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import iterate_in_threadpool
+
+from agents.history import list_sessions, save_feedback, session_turns
+from api.auth import principal, require
+from core.access import ROLE_NAMES, Principal
+from core.errors import PuyiError
+from core.masking import mask_data
+from tools import catalog
+from tools.context import ToolContext
+
+log = logging.getLogger("puyi.api")
+router = APIRouter(prefix="/api")
+Who = Annotated[Principal, Depends(principal)]
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(description="用户的问题（中文）")
+    session_id: str | None = Field(default=None, description="会话编号；不给则开始新会话")
+
+
+class FeedbackRequest(BaseModel):
+    turn_id: int = Field(description="被评价的回答（回答里的 turn_id）")
+    rating: int = Field(description="1 = 有用 👍，-1 = 没用 👎")
+    comment: str = Field(default="", max_length=2000, description="意见（可选）")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "is_finite"):  # Decimal: numbers stay numbers in JSON
+        return float(value)
+    return value
+
+
+@router.get("/me", tags=["对话"])
+def me(who: Who) -> dict[str, Any]:
+    """The signed-in user: name, role and the branch scope their answers are limited to."""
+    return {
+        "user_id": who.user_id, "name": who.name, "role": who.role, "role_name": ROLE_NAMES.get(who.role, who.role),
+        "branch_code": who.branch_code, "branch_name": who.branch_name, "scope_label": who.scope_label,
+    }
+
+
+@router.post("/chat", tags=["对话"])
+def chat(body: ChatRequest, request: Request, who: Who) -> dict[str, Any]:
+    """Ask a question; the answer has the same shape as `puyi ask --json`."""
+    answer = request.app.state.assistant.ask(body.message, session_id=body.session_id, principal=who, channel="api")
+    return _jsonable(answer.as_dict())  # type: ignore[no-any-return]
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(_jsonable(data), ensure_ascii=False)}\n\n"
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """The answer in line-sized pieces, so a client can render it progressively."""
+    yield from re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
+@router.post("/chat/stream", tags=["对话"], response_class=StreamingResponse)
+async def chat_stream(body: ChatRequest, request: Request, who: Who) -> StreamingResponse:
+    """Ask a question and receive the answer as server-sent events: `route` once routed, `tools`
+    once the tools have answered, `delta` pieces of the answer text, then `answer` (the whole
+    object, as from /api/chat); `error` if the turn fails."""
+    assistant = request.app.state.assistant
+    # Refuse bad input with a proper HTTP status before the stream starts.
+    assistant.check_question(body.message)
+    if body.session_id:
+        from agents.history import check_session
+
+        with request.app.state.db.connection() as conn:
+            check_session(conn, body.session_id, who.user_id)
+
+    async def events() -> AsyncIterator[str]:
+        turn = assistant.events(body.message, session_id=body.session_id, principal=who, channel="web")
+        try:
+            async for kind, payload in iterate_in_threadpool(turn):
+                if kind == "answer":
+                    for piece in _pieces(payload.answer):
+                        yield _sse("delta", {"text": piece})
+                    yield _sse("answer", payload.as_dict())
+                else:
+                    yield _sse(kind, payload)
+        except PuyiError as exc:
+            yield _sse("error", {"error": {"code": "bad_request", "message": str(exc)}})
+        except Exception:
+            log.exception("stream failed for %s", who.user_id)
+            yield _sse("error", {"error": {"code": "internal_error", "message": "服务器内部错误，请稍后再试"}})
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                               "X-Accel-Buffering": "no"})
+
+
+@router.post("/feedback", tags=["对话"])
+def feedback(body: FeedbackRequest, request: Request, who: Who) -> dict[str, Any]:
+    """👍/👎 with an optional comment on one of your own answers; rating again replaces it."""
+    with request.app.state.db.connection() as conn:
+        save_feedback(conn, body.turn_id, who.user_id, body.rating, body.comment)
+    return {"ok": True}
+
+
+@router.get("/sessions", tags=["对话"])
+def sessions(request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    """Your conversations, most recent first."""
+    with request.app.state.db.connection() as conn:
+        return {"sessions": _jsonable(list_sessions(conn, who.user_id, limit))}
+
+
+@router.get("/sessions/{session_id}", tags=["对话"])
+def session(session_id: str, request: Request, who: Who) -> dict[str, Any]:
+    """One of your conversations with every turn and your feedback on it."""
+    with request.app.state.db.connection() as conn:
+        return _jsonable(session_turns(conn, session_id, who.user_id))  # type: ignore[no-any-return]
+
+
+@router.get("/passages/{chunk_id}", tags=["知识库"])
+def passage(chunk_id: int, request: Request, who: Who) -> dict[str, Any]:
+    """A cited passage in full, with the text just before and after it (if you may read it)."""
+    with request.app.state.db.connection() as conn:
+        row = conn.execute(
+            "SELECT c.id, c.doc_path, c.ordinal, c.title, c.doc_type, c.heading_path, c.page, c.text,"
+            " (SELECT text FROM kb_chunks p WHERE p.doc_path = c.doc_path AND p.ordinal = c.ordinal - 1) AS before,"
+            " (SELECT text FROM kb_chunks n WHERE n.doc_path = c.doc_path AND n.ordinal = c.ordinal + 1) AS after"
+            " FROM kb_chunks c WHERE c.id = %(id)s AND c.access = ANY(%(a)s)",
+            {"id": chunk_id, "a": list(who.doc_access)},
+        ).fetchone()
+    if row is None:
+        raise HTTPException(404, "没有找到该段落，或您无权查看 (no such passage)")
+    return mask_data({
+        "chunk_id": row["id"], "title": row["title"], "doc_type": row["doc_type"], "path": row["doc_path"],
+        "heading": " > ".join(row["heading_path"] or []), "page": row["page"], "text": row["text"],
+        "before": row["before"], "after": row["after"],
+    })
+
+
+# Read-only catalogue and metrics: the same tools the assistant calls, as JSON.
+
+@router.get("/products", tags=["产品目录"])
+def products(
+    request: Request,
+    who: Who,
+    q: Annotated[str | None, Query(description="编码、系统代码、名称、别名或模糊说法")] = None,
+    category: str | None = None,
+    segment: str | None = None,
+    level: str | None = "sellable",
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 30,
+) -> dict[str, Any]:
+    """Search the catalogue (`q`) or list it by category, segment, level and status."""
+    with request.app.state.db.connection() as conn:
+        ctx = ToolContext(conn=conn, principal=who)
+        if q:
+            return _jsonable(catalog.find_product(ctx, q, limit=limit, level=level if level != "sellable" else None))  # type: ignore[no-any-return]
+        return _jsonable(catalog.list_products(ctx, category, segment, level or None, status, limit))  # type: ignore[no-any-return]
+
+
+@router.get("/products/{code}", tags=["产品目录"])
+def product(code: str, request: Request, who: Who) -> dict[str, Any]:
+    """A product's elements, parents, children, system codes and (within your scope) latest business."""
+    with request.app.state.db.connection() as conn:
+        result = catalog.get_product(ToolContext(conn=conn, principal=who), code)
+    if result.get("error") == "not_found":
+        raise HTTPException(404, f"产品目录中没有编码为 {code} 的产品 (no such product)")
+    return _jsonable(result)  # type: ignore[no-any-return]
+
+
+@router.get("/products/{code}/trace", tags=["产品目录"])
+def trace(
+    code: str, request: Request, who: Who,
+    direction: Annotated[str, Query(pattern="^(down|up)$", description="down = 向下穿透到科目；up = 向上到可售产品")] = "down",
+) -> dict[str, Any]:
+    """Penetrate the catalogue from a product (or, upwards, from an accounting subject)."""
+    with request.app.state.db.connection() as conn:
+        ctx = ToolContext(conn=conn, principal=who)
+        result = catalog.trace_down(ctx, code) if direction == "down" else catalog.trace_up(ctx, code)
+    return _jsonable(result)  # type: ignore[no-any-return]
+
+
+METRIC_COLUMNS = ("balance", "avg_balance", "customers", "new_customers", "lost_customers", "volume",
+                  "interest_income", "interest_expense", "fee_income", "opex", "provision", "npl_balance",
+                  "overdue_balance", "complaints")
+
+
+@router.get("/metrics", tags=["经营指标"])
+def metrics(
+    request: Request,
+    who: Who,
+    product: Annotated[str, Query(description="产品编码")],
+    start: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="起始月 YYYY-MM")] = None,
+    end: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="截止月 YYYY-MM")] = None,
+    branch: Annotated[str | None, Query(description="机构编码（须在您的可见范围内）")] = None,
+) -> dict[str, Any]:
+    """A product's monthly figures summed over your branch scope (or one branch inside it)."""
+    with request.app.state.db.connection() as conn:
+        scope = who.scope_branch
+        if branch is not None:
+            inside = conn.execute(
+                "SELECT 1 FROM branch_closure WHERE descendant = %(b)s AND (%(s)s::text IS NULL OR ancestor = %(s)s)",
+                {"b": branch, "s": scope},
+            ).fetchone()
+            if inside is None:
+                raise HTTPException(403, f"机构 {branch} 不在您的可见范围内 (branch outside your scope)")
+            scope = branch
+        sums = ", ".join(f"sum({c}) AS {c}" for c in METRIC_COLUMNS)
+        rows = conn.execute(
+            f"SELECT to_char(month, 'YYYY-MM') AS month, {sums}, count(DISTINCT branch_code) AS branches"
+            " FROM metrics_monthly WHERE product_code = %(p)s"
+            " AND (%(start)s::text IS NULL OR month >= to_date(%(start)s, 'YYYY-MM'))"
+            " AND (%(end)s::text IS NULL OR month <= to_date(%(end)s, 'YYYY-MM'))"
+            " AND (%(scope)s::text IS NULL OR branch_code IN"
+            "      (SELECT descendant FROM branch_closure WHERE ancestor = %(scope)s))"
+            " GROUP BY month ORDER BY month",
+            {"p": product, "start": start, "end": end, "scope": scope},
+        ).fetchall()
+        if not rows and conn.execute("SELECT 1 FROM products WHERE code = %(p)s", {"p": product}).fetchone() is None:
+            raise HTTPException(404, f"产品目录中没有编码为 {product} 的产品 (no such product)")
+    label = who.scope_label if branch is None else branch
+    return {"product": product, "scope": label, "months": _jsonable([dict(r) for r in rows])}
+
+
+# Admin: add documents to the knowledge base.
+
+SAFE_NAME = re.compile(r"[^\w.\-\u4e00-\u9fff（）()]+")
+
+
+@router.post("/ingest", tags=["知识库"])
+async def ingest(
+    request: Request,
+    who: Who,
+    files: Annotated[list[UploadFile], File(description="文档：pdf、docx、xlsx、csv、md、txt、html")],
+    doc_type: Annotated[str | None, Form(description="manual|faq|compliance|notice|regulation|other")] = None,
+    access: Annotated[str, Form(description="public|internal|restricted")] = "internal",
+    products: Annotated[str, Form(description="涉及的产品编码，逗号分隔")] = "",
+) -> dict[str, Any]:
+    """Add documents to the knowledge base (admins). The same file name again replaces the
+    earlier upload when its content changed; a file that cannot be read is reported and skipped."""
+    require(who, "ingest")
+    from ingest.knowledge import KnowledgeIndexer, sources_from_paths
+    from retrieval.embedders import make_embedder
+
+    settings = request.app.state.db.settings
+    folder = Path(settings.home) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    for upload in files:
+        name = SAFE_NAME.sub("_", Path(upload.filename or "").name).strip("._")
+        if not name:
+            raise HTTPException(400, "上传的文件没有文件名 (file without a name)")
+        target = folder / name
+        target.write_bytes(await upload.read())
+        saved.append(target)
+    codes = [c.strip() for c in products.split(",") if c.strip()]
+    sources = sources_from_paths(saved, doc_type=doc_type, products=codes, access=access)
+    started = time.perf_counter()
+
+    def index() -> Any:
+        return KnowledgeIndexer(request.app.state.db, make_embedder(settings)).index(sources)
+
+    report = await run_in_threadpool(index)
+    log.info("ingest by %s: %d files in %.1f s", who.user_id, len(saved), time.perf_counter() - started)
+    return {
+        "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+        "chunks": report.chunks, "failed": [{"file": Path(p).name, "message": m} for p, m in report.failed],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
