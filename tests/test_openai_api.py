@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -31,7 +32,7 @@ def test_models_lists_puyi(sdk: openai.OpenAI):
 
 
 def test_completion_answers_as_the_key_owner(sdk: openai.OpenAI):
-    r = sdk.chat.completions.create(model="puyi", messages=[{"role": "user", "content": "介绍一下薪易快贷"}])
+    r = sdk.chat.completions.create(model="puyi", messages=[{"role": "user", "content": "介绍一下薪易快贷"}])  # type: ignore[list-item]
     text = r.choices[0].message.content or ""
     assert r.choices[0].finish_reason == "stop" and "薪易快贷" in text
     assert "市南支行及下辖机构" in text  # the key is rm_sn's token: answers are scoped to their branch
@@ -39,7 +40,7 @@ def test_completion_answers_as_the_key_owner(sdk: openai.OpenAI):
 
 
 def test_streaming_gives_the_same_answer(sdk: openai.OpenAI):
-    messages = [{"role": "user", "content": "薪易快贷的利率是多少"}]
+    messages: list[Any] = [{"role": "user", "content": "薪易快贷的利率是多少"}]
     whole = sdk.chat.completions.create(model="puyi", messages=messages).choices[0].message.content
     stream = sdk.chat.completions.create(model="puyi", messages=messages, stream=True)
     chunks = list(stream)
@@ -48,9 +49,9 @@ def test_streaming_gives_the_same_answer(sdk: openai.OpenAI):
 
 
 def test_a_conversation_stays_in_one_session(sdk: openai.OpenAI, loaded_db: Database):
-    first = [{"role": "user", "content": "介绍一下税e快贷"}]
+    first: list[Any] = [{"role": "user", "content": "介绍一下税e快贷"}]
     a = sdk.chat.completions.create(model="puyi", messages=first)
-    follow = [*first, {"role": "assistant", "content": a.choices[0].message.content}, {"role": "user", "content": "它的期限呢"}]
+    follow: list[Any] = [*first, {"role": "assistant", "content": a.choices[0].message.content}, {"role": "user", "content": "它的期限呢"}]
     b = sdk.chat.completions.create(model="puyi", messages=follow)
     assert a.model_extra and b.model_extra
     assert a.model_extra["puyi"]["session_id"] == b.model_extra["puyi"]["session_id"]
