@@ -4,7 +4,7 @@ VENV   := .venv
 UV     := $(VENV)/.uv/bin/uv
 PUYI   := $(VENV)/bin/puyi
 
-.PHONY: run test lint setup install install-test bench clean
+.PHONY: run test lint setup install install-test bench browser clean
 
 # uv resolves and installs this stack in seconds where pip backtracks for minutes; it comes from
 # PyPI into a private prefix so nothing outside the clone is touched.
@@ -23,9 +23,15 @@ setup: install
 	$(PUYI) setup
 
 run: setup
-	$(PUYI) chat
+	$(PUYI) serve --sign-in
 
-test: install-test
+# The web chat's browser test drives Debian's Chromium (never a browser downloaded by a test tool).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
+
+test: install-test browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/pytest

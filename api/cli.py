@@ -372,6 +372,21 @@ def bench_retrieval_cmd(
         out.print(line, highlight=False)
 
 
+@bench_app.command("serve")
+def bench_serve_cmd(
+    requests: Annotated[int, typer.Option("--requests", help="/api/chat 请求数")] = 2000,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="/api/chat 并发数")] = 16,
+    senders: Annotated[int, typer.Option("--senders", help="企业微信并发发送方")] = 50,
+    per_sender: Annotated[int, typer.Option("--per-sender", help="每个发送方的消息数")] = 10,
+    workers: Annotated[int, typer.Option("--workers", help="服务进程数")] = 2,
+) -> None:
+    """回环压测：/api/chat（产品目录问题）与企业微信回调的每秒请求数和延迟 p50/p99。"""
+    from eval.bench_serve import bench_serve
+
+    for line in bench_serve(requests, concurrency, senders, per_sender, workers):
+        out.print(line, highlight=False)
+
+
 @users_app.command("token")
 def users_token_cmd(
     user_id: Annotated[str, typer.Argument(help="用户编号")],
@@ -391,17 +406,43 @@ def users_token_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str | None, typer.Option("--host", help="监听地址（默认 PUYI_HOST 或 127.0.0.1）")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="端口（默认 PUYI_PORT 或 8000）")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="工作进程数（共用一个数据库）")] = 1,
+    sign_in: Annotated[bool, typer.Option("--sign-in", help="为第一位管理员签发一天有效的令牌并打印登录链接")] = False,
 ) -> None:
-    """启动 HTTP 服务（/api/chat、/healthz、/readyz、/docs）。"""
+    """启动服务：网页对话、HTTP API（/docs）、OpenAI 兼容接口（/v1）与企业微信回调。"""
     import uvicorn
 
     from api.server import create_app
+    from core.tokens import issue_token
 
-    err.print(f"谱翼服务：http://{host}:{port}/  （API 文档 /docs）")
-    # Graceful shutdown: uvicorn stops accepting and lets requests in flight finish.
-    uvicorn.run(create_app(), host=host, port=port, timeout_graceful_shutdown=30, log_level="warning")
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = (settings.public_url or f"http://{local}:{port}").rstrip("/")
+    with _database(settings) as db:  # fails here, clearly, if the database is unavailable
+        with db.connection() as conn:
+            admin = conn.execute(
+                "SELECT user_id, name FROM users WHERE role = 'admin' ORDER BY user_id LIMIT 1"
+            ).fetchone()
+            link = f"{base}/#token={issue_token(conn, admin['user_id'], days=1)}" if sign_in and admin else None
+        out.print(f"谱翼已启动\n  网页对话：{base}/\n  API 文档：{base}/docs\n  OpenAI 兼容接口：{base}/v1", highlight=False)
+        if link:
+            out.print(f"  登录链接（{admin['name']}，一天内有效）：{link}", highlight=False, soft_wrap=True)
+        example = f"（例如 {admin['user_id']}）" if admin else ""
+        out.print(f"  登录令牌：puyi users token 用户编号{example}", highlight=False)
+        out.print(f"  企业微信回调：{'已配置 ' + base + '/wecom/callback' if settings.wecom_enabled else '未配置（PUYI_WECOM_*）'}",
+                  highlight=False)
+        # Graceful shutdown: uvicorn stops accepting, lets requests in flight finish, then the
+        # lifespan lets the WeCom workers finish the message in hand.
+        if workers > 1:
+            uvicorn.run("api.server:create_app", factory=True, host=host, port=port, workers=workers,
+                        timeout_graceful_shutdown=30, log_level="warning")
+        else:
+            uvicorn.run(create_app(settings, db=db), host=host, port=port, timeout_graceful_shutdown=30,
+                        log_level="warning")
 
 
 def main() -> None:

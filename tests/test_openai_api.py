@@ -11,7 +11,7 @@ import pytest
 from api.server import create_app
 from core.db import Database
 from core.tokens import issue_token
-from tests.live import serve
+from eval.live import serve
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""A real HTTP server on a loopback port, in a background thread, for clients that need one
-(the openai SDK, a browser)."""
+"""A real HTTP server on a loopback port, in a background thread: for clients that need one (the
+openai SDK and a browser in tests, the WeCom stand-in in `puyi bench serve`)."""
 
 from __future__ import annotations
 
