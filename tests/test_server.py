@@ -212,3 +212,31 @@ def test_oversized_bodies_are_refused_and_the_server_keeps_serving(client: TestC
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     assert client.get("/healthz").status_code == 200
     assert client.delete("/api/chat", headers=_auth(token)).json()["error"]["code"] == "method_not_allowed"
+
+
+def test_shutdown_finishes_turns_in_flight(loaded_db: Database):
+    import threading
+    import time
+
+    import httpx
+
+    from agents.service import Assistant
+    from eval.live import serve
+
+    class Slow(Assistant):
+        def events(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(1.0)  # a turn still being answered when the shutdown begins
+            yield from super().events(*args, **kwargs)
+
+    with loaded_db.connection() as conn:
+        t = issue_token(conn, "rm_sn")
+    app = create_app(db=loaded_db, assistant=Slow(loaded_db))
+    result: dict[str, httpx.Response] = {}
+    with serve(app) as url:
+        asking = threading.Thread(target=lambda: result.setdefault("r", httpx.post(
+            url + "/api/chat", json={"message": "介绍一下薪易快贷"}, headers=_auth(t), timeout=30)))
+        asking.start()
+        time.sleep(0.3)
+    # Leaving the block asked the server to stop while the turn was in flight: it still completed.
+    asking.join()
+    assert result["r"].status_code == 200 and result["r"].json()["route"] == "catalog"
