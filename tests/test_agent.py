@@ -124,4 +124,5 @@ def test_bad_questions_and_unknown_users(assistant: Assistant):
 def test_answers_keep_session_and_id(assistant: Assistant):
     a = assistant.ask("薪易快贷的利率", session_id="s-1", qid=7)
     assert (a.id, a.session_id) == (7, "s-1")
-    assert set(a.as_dict()) == {"id", "route", "answer", "citations", "data", "session_id"}
+    assert set(a.as_dict()) == {"id", "turn_id", "route", "answer", "citations", "data", "session_id"}
+    assert a.turn_id is None  # not recorded without a channel

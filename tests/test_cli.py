@@ -30,7 +30,7 @@ def test_ask_json_contract(loaded_db: Database, settings: Settings):
     r = run(settings, "ask", "--json", "--as", "rm_sn", "--session", "abc", "薪易快贷的利率是多少？")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"id", "route", "answer", "citations", "data", "session_id"}
+    assert set(out) == {"id", "turn_id", "route", "answer", "citations", "data", "session_id"}
     assert out["route"] == "catalog" and out["session_id"] == "abc" and "3.45%" in out["answer"]
 
 
