@@ -25,10 +25,11 @@ setup: install
 run: setup
 	$(PUYI) serve --sign-in
 
-# The web chat's browser test drives Debian's Chromium (never a browser downloaded by a test tool).
+# The web chat's browser test drives Debian's Chromium (never a browser downloaded by a test tool);
+# a CJK font makes its screenshot readable.
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; } || \
 	  echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
 
 test: install-test browser
