@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     # Callbacks older than this are refused as replays (0 = no limit); MsgId dedup covers the rest.
     wecom_max_age_seconds: int = 3600
+    wecom_poll_seconds: float = 2.0  # how often idle workers look for work other processes queued
 
     @property
     def wecom_enabled(self) -> bool:

@@ -121,8 +121,8 @@ def bench_serve(
 ) -> Iterator[str]:
     from core.db import open_database, stop_embedded
     from core.tokens import issue_token
-    from eval.live import free_port, serve
-    from eval.wecom_standin import create_standin
+    from eval.live import free_port
+    from eval.wecom_standin import run_standin, sent_messages
     from ingest.demo import write_demo_bank
     from ingest.importer import import_folder
 
@@ -145,8 +145,7 @@ def bench_serve(
         questions = [q for q, _ in items[:200]]
         yield f"演示银行已载入（{len(users)} 位用户）；服务进程 {workers} 个，本机 CPU {os.cpu_count()} 核"
 
-        standin = create_standin(CORP_ID, SECRET)
-        with serve(standin) as api_base:
+        with run_standin(CORP_ID, SECRET) as (api_base, standin):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             proc = subprocess.Popen(
@@ -161,16 +160,26 @@ def bench_serve(
             yield _summary(f"/api/chat（并发 {concurrency}）", latencies, seconds, errors)
 
             senders_ids = [wecom_users[i % len(wecom_users)] for i in range(senders)]
-            received_before = len(standin.state.received)
             acks, seconds, errors, sent = asyncio.run(_load_wecom(base, senders_ids, questions, per_sender))
             yield _summary(f"企业微信回调确认（{senders} 个发送方）", acks, seconds, errors)
-            deadline = time.monotonic() + 300
-            while len(standin.state.received) - received_before < sent and time.monotonic() < deadline:
+            # Every message answered and every reply taken by the stand-in: read from the inbox
+            # and outbox, since a long answer is sent in several parts.
+            started, progress = time.monotonic() - seconds, None
+            while time.monotonic() - started < 600:
+                with db.connection() as conn:
+                    progress = conn.execute(
+                        "SELECT (SELECT count(*) FROM wecom_inbox WHERE status <> 'received') AS answered,"
+                        " (SELECT count(*) FROM wecom_outbox WHERE status = 'pending') AS pending,"
+                        " (SELECT count(DISTINCT group_key) FROM wecom_outbox WHERE status = 'sent') AS replies,"
+                        " (SELECT count(*) FROM wecom_outbox WHERE status = 'sent') AS parts").fetchone()
+                if progress and progress["answered"] >= sent and progress["pending"] == 0:
+                    break
                 time.sleep(0.2)
-            delivered = len(standin.state.received) - received_before
-            elapsed = seconds + (time.monotonic() - (deadline - 300))
-            yield (f"企业微信回复送达              {delivered} / {sent} 条"
-                   f"（全部送达用时 {elapsed:.1f} 秒，{delivered / max(elapsed, 1e-9):.1f} 条/秒）")
+            elapsed = time.monotonic() - started
+            assert progress is not None
+            yield (f"企业微信回复送达               {progress['replies']} / {sent} 条（{progress['parts']} 段，"
+                   f"stand-in 收到 {len(sent_messages(standin))} 段）；全部送达用时 {elapsed:.1f} 秒，"
+                   f"{progress['replies'] / max(elapsed, 1e-9):.1f} 条/秒")
     finally:
         if proc is not None:
             proc.terminate()

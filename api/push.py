@@ -1,0 +1,311 @@
+"""The WeCom outbox: how Puyi pushes messages to people (answers, alerts).
+
+`push_markdown` / `push_card` queue rows in `wecom_outbox` inside the caller's transaction, once per
+key, ever. `OutboxSender.send_due` sends what is due; any number of processes may run one on the same
+database: a row is leased (FOR UPDATE SKIP LOCKED) by one of them at a time, parts of one message go
+out in order, and a failed attempt is retried with backoff until sent, so nothing queued is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import unicodedata
+from bisect import bisect_right
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from api.wecom_client import PermanentSendError, TransientSendError, WeComClient
+from core.db import Database
+from core.errors import PuyiError
+
+log = logging.getLogger("puyi.wecom")
+
+MARKDOWN_LIMIT = 2048  # bytes of UTF-8: WeCom refuses longer markdown content
+MAX_USERS = 1000  # per message/send call
+CARD_TITLE_BYTES, CARD_DESCRIPTION_BYTES, CARD_URL_BYTES, CARD_BUTTON_CHARS = 128, 512, 2048, 4
+
+_SENTENCE_ENDS = frozenset("。！？；!?;，,、 \t")
+_JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
+
+
+# -- splitting ----------------------------------------------------------------------------------
+
+
+def part_prefix(i: int, n: int) -> str:
+    """The numbering put before part i of n; on its own line so a heading or table row after it
+    still renders."""
+    return f"（{i}/{n}）\n"
+
+
+def _char_bytes(ch: str) -> int:
+    o = ord(ch)
+    return 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
+
+
+def split_markdown(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
+    """Split markdown into parts of at most `limit` UTF-8 bytes, numbering included.
+
+    Cuts go after a blank line if one is in the second half of the room, else after a line end,
+    else after a sentence mark or a space, else between two characters (never inside one, nor
+    before a combining mark). A table row is only cut when it alone is longer than a part.
+    The parts minus their `part_prefix` join back to `text` exactly.
+    """
+    if limit < 64:
+        raise ValueError("limit must be at least 64 bytes")
+    cum = [0]
+    for ch in text:
+        cum.append(cum[-1] + _char_bytes(ch))
+    if cum[-1] <= limit:
+        return [text]
+    digits = 1
+    while True:
+        # Room for the longest prefix of a numbering with this many digits, e.g. （99/99）.
+        widest = 10**digits - 1
+        chunks = _chunks(text, cum, limit - len(part_prefix(widest, widest).encode()))
+        if len(str(len(chunks))) <= digits:
+            return [part_prefix(i, len(chunks)) + c for i, c in enumerate(chunks, 1)]
+        digits += 1
+
+
+def _chunks(text: str, cum: list[int], budget: int) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        hard = bisect_right(cum, cum[pos] + budget) - 1  # the furthest end that fits
+        if hard >= len(text):
+            out.append(text[pos:])
+            break
+        cut = _best_cut(text, pos, hard)
+        out.append(text[pos:cut])
+        pos = cut
+    return out
+
+
+def _best_cut(text: str, pos: int, hard: int) -> int:
+    """Where to end the part that starts at pos and may run to hard (exclusive)."""
+    half = pos + (hard - pos) // 2
+    i = text.rfind("\n\n", pos, hard)
+    if i >= 0 and i + 2 > half:
+        cut = i + 2
+        while cut < hard and text[cut] == "\n":
+            cut += 1
+        return cut
+    i = text.rfind("\n", pos, hard)
+    if i >= 0 and (i + 1 > half or _line_at(text, hard).lstrip().startswith("|")):
+        return i + 1
+    for cut in range(hard, half, -1):
+        if text[cut - 1] in _SENTENCE_ENDS:
+            return cut
+    cut = hard
+    # Keep a character with the marks and joiners that belong to it (é, 👍🏻, emoji sequences).
+    while cut > pos + 1 and (unicodedata.combining(text[cut]) or text[cut] in _JOINERS or text[cut - 1] in _JOINERS
+                             or text[cut - 1:cut + 1] == "\r\n"):
+        cut -= 1
+    return cut
+
+
+def _line_at(text: str, index: int) -> str:
+    start = text.rfind("\n", 0, index) + 1
+    end = text.find("\n", index)
+    return text[start:] if end < 0 else text[start:end]
+
+
+# -- queueing -----------------------------------------------------------------------------------
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise PuyiError("推送缺少幂等键 (push needs a non-empty key)")
+    if "#" in key:
+        raise PuyiError(f"推送键不能包含 '#'，它用于分段编号：{key!r} (push key must not contain '#')")
+    if len(key) > 200:
+        raise PuyiError("推送键过长（上限 200 字符） (push key longer than 200 characters)")
+    return key
+
+
+def _check_users(to_users: list[str]) -> list[str]:
+    if isinstance(to_users, str):
+        raise PuyiError("接收人应为用户列表而不是字符串 (to_users must be a list of WeCom user ids)")
+    if not to_users or any(not isinstance(u, str) or not u.strip() for u in to_users):
+        raise PuyiError("接收人为空或包含空的企业微信账号 (to_users is empty or has blank ids)")
+    users = list(dict.fromkeys(u.strip() for u in to_users))
+    for u in users:
+        if "|" in u or u.lower() == "@all":
+            # "@all" would message the whole bank; a list of named people is always required.
+            raise PuyiError(f"接收人账号无效：{u!r} (invalid WeCom user id; '@all' is not allowed)")
+    if len(users) > MAX_USERS:
+        raise PuyiError(f"接收人超过 {MAX_USERS} 个 (more than {MAX_USERS} recipients)")
+    return users
+
+
+def _transaction(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    # The rows of one push are queued together: in the caller's transaction, or in their own one
+    # on an autocommit connection.
+    return conn.transaction() if conn.autocommit else nullcontext()
+
+
+def _queue(conn: psycopg.Connection[Any], key: str, users: list[str], msg_type: str,
+           payloads: list[dict[str, Any]]) -> bool:
+    if len(payloads) == 1:
+        rows = [(key, 0, payloads[0])]
+    else:
+        rows = [(f"{key}#{i}", i, p) for i, p in enumerate(payloads, 1)]
+    with _transaction(conn):
+        # Serialise pushes of one key until the transaction ends, so a second push of the key
+        # (even of a text split differently) sees the first and queues nothing.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%(k)s, 0))", {"k": "puyi.wecom_outbox:" + key})
+        if conn.execute("SELECT 1 FROM wecom_outbox WHERE group_key = %(k)s OR key = %(k)s LIMIT 1",
+                        {"k": key}).fetchone():
+            return False
+        for row_key, seq, payload in rows:
+            conn.execute(
+                "INSERT INTO wecom_outbox (key, group_key, seq, to_users, msg_type, payload)"
+                " VALUES (%(key)s, %(g)s, %(seq)s, %(u)s, %(t)s, %(p)s) ON CONFLICT (key) DO NOTHING",
+                {"key": row_key, "g": key, "seq": seq, "u": users, "t": msg_type, "p": Jsonb(payload)},
+            )
+    return True
+
+
+def push_markdown(conn: psycopg.Connection[Any], key: str, to_users: list[str], text: str) -> bool:
+    """Queue a markdown message (several numbered parts when long). True if queued now, False if
+    this key was queued before: the same key is pushed once, ever."""
+    _check_key(key)
+    users = _check_users(to_users)
+    if not isinstance(text, str) or not text.strip():
+        raise PuyiError("推送内容为空 (push text is empty)")
+    return _queue(conn, key, users, "markdown", [{"content": part} for part in split_markdown(text)])
+
+
+def push_card(conn: psycopg.Connection[Any], key: str, to_users: list[str], title: str, description: str,
+              url: str, btntxt: str = "详情") -> bool:
+    """Queue a text card (title, short description, a link button). Same once-per-key rule."""
+    _check_key(key)
+    users = _check_users(to_users)
+    checks = [
+        (title, CARD_TITLE_BYTES, "卡片标题", "card title"),
+        (description, CARD_DESCRIPTION_BYTES, "卡片描述", "card description"),
+        (url, CARD_URL_BYTES, "卡片链接", "card url"),
+    ]
+    for value, limit, zh, en in checks:
+        if not isinstance(value, str) or not value.strip():
+            raise PuyiError(f"{zh}为空 ({en} is empty)")
+        if len(value.encode()) > limit:
+            raise PuyiError(f"{zh}超过 {limit} 字节 ({en} longer than {limit} bytes)")
+    if not url.startswith(("https://", "http://")):
+        raise PuyiError(f"卡片链接须以 http:// 或 https:// 开头：{url!r} (card url must be http(s))")
+    if not btntxt or len(btntxt) > CARD_BUTTON_CHARS:
+        raise PuyiError(f"按钮文字须为 1 到 {CARD_BUTTON_CHARS} 个字 (button text must be 1-{CARD_BUTTON_CHARS} characters)")
+    payload = {"title": title, "description": description, "url": url, "btntxt": btntxt}
+    return _queue(conn, key, users, "textcard", [payload])
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+class OutboxSender:
+    """Sends due outbox rows through a `WeComClient`. Synchronous: run it in a worker thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: WeComClient,
+        lease_seconds: float = 60.0,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+    ) -> None:
+        self.db, self.client = db, client
+        # Longer than one send can take (token + send, 5 s timeouts each) so that no other sender
+        # takes a row while it is in flight; a crashed sender's row is taken again after it.
+        self.lease_seconds = lease_seconds
+        self.base_delay, self.max_delay = base_delay, max_delay
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` failed ones: 1, 2, 4 … up to max_delay,
+        with a little jitter so that senders do not retry in lockstep."""
+        delay = min(self.max_delay, self.base_delay * 2 ** min(max(attempts - 1, 0), 30))
+        return min(self.max_delay, delay * random.uniform(0.9, 1.1))
+
+    def send_due(self, limit: int = 100) -> int:
+        """Send up to `limit` due rows, one at a time, and return how many were sent."""
+        sent = 0
+        for _ in range(limit):
+            row = self._claim()
+            if row is None:
+                break
+            sent += self._send(row)
+        return sent
+
+    def _claim(self) -> dict[str, Any] | None:
+        # One row per claim: its lease then covers just the one send about to happen. A later part
+        # of a message waits until every earlier part is sent.
+        with self.db.connection() as conn:
+            return conn.execute(
+                "UPDATE wecom_outbox o SET lease_until = now() + make_interval(secs => %(lease)s),"
+                " attempts = o.attempts + 1"
+                " WHERE o.key IN (SELECT c.key FROM wecom_outbox c"
+                "   WHERE c.status = 'pending' AND c.next_attempt_at <= now()"
+                "     AND (c.lease_until IS NULL OR c.lease_until < now())"
+                "     AND NOT EXISTS (SELECT 1 FROM wecom_outbox p WHERE p.group_key = c.group_key"
+                "                     AND p.seq < c.seq AND p.status <> 'sent')"
+                "   ORDER BY c.created_at, c.seq FOR UPDATE OF c SKIP LOCKED LIMIT 1)"
+                " RETURNING o.key, o.group_key, o.seq, o.to_users, o.msg_type, o.payload, o.attempts",
+                {"lease": self.lease_seconds},
+            ).fetchone()
+
+    def _send(self, row: dict[str, Any]) -> int:
+        key, attempts = row["key"], row["attempts"]
+        users = list(row["to_users"])
+        try:
+            result = self.client.send(users, row["msg_type"], row["payload"])
+        except PermanentSendError as exc:
+            self._fail(row, str(exc))
+            return 0
+        except Exception as exc:  # TransientSendError, or a bug: keep the row and try again later
+            delay = self.backoff(attempts)
+            if isinstance(exc, TransientSendError):
+                log.warning("wecom outbox: %s to %s, attempt %d failed, retry in %.1f s: %s",
+                            key, "|".join(users), attempts, delay, exc)
+            else:
+                log.exception("wecom outbox: %s to %s, attempt %d failed unexpectedly, retry in %.1f s",
+                              key, "|".join(users), attempts, delay)
+            with self.db.connection() as conn:
+                conn.execute(
+                    "UPDATE wecom_outbox SET next_attempt_at = now() + make_interval(secs => %(d)s),"
+                    " lease_until = NULL, last_error = %(e)s WHERE key = %(k)s AND status = 'pending'",
+                    {"k": key, "d": delay, "e": f"{type(exc).__name__}: {exc}"[:2000]},
+                )
+            return 0
+        with self.db.connection() as conn:
+            conn.execute(
+                "UPDATE wecom_outbox SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = NULL"
+                " WHERE key = %(k)s AND status = 'pending'",
+                {"k": key},
+            )
+        missing = {name: result.get(name) for name in ("invaliduser", "unlicenseduser") if result.get(name)}
+        if missing:
+            # WeCom delivered to the others; these people are not reachable through this app.
+            log.warning("wecom outbox: %s sent, but WeCom could not deliver to %s", key, missing)
+        log.info("wecom outbox: %s sent to %s (attempt %d)", key, "|".join(users), attempts)
+        return 1
+
+    def _fail(self, row: dict[str, Any], error: str) -> None:
+        log.error("wecom outbox: %s to %s failed for good (attempt %d): %s",
+                  row["key"], "|".join(row["to_users"]), row["attempts"], error)
+        with self.db.connection() as conn:
+            conn.execute(
+                "UPDATE wecom_outbox SET status = 'failed', lease_until = NULL, last_error = %(e)s"
+                " WHERE key = %(k)s AND status = 'pending'",
+                {"k": row["key"], "e": error[:2000]},
+            )
+            # The later parts of the message cannot be shown without this one (and would only wait).
+            later = conn.execute(
+                "UPDATE wecom_outbox SET status = 'failed', lease_until = NULL, last_error = %(e)s"
+                " WHERE group_key = %(g)s AND seq > %(s)s AND status = 'pending' RETURNING key",
+                {"g": row["group_key"], "s": row["seq"], "e": f"an earlier part ({row['key']}) failed: {error}"[:2000]},
+            ).fetchall()
+        if later:
+            log.error("wecom outbox: %d later part(s) of %s marked failed too", len(later), row["group_key"])
