@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -435,14 +438,56 @@ def serve_cmd(
         out.print(f"  登录令牌：puyi users token 用户编号{example}", highlight=False)
         out.print(f"  企业微信回调：{'已配置 ' + base + '/wecom/callback' if settings.wecom_enabled else '未配置（PUYI_WECOM_*）'}",
                   highlight=False)
-        # Graceful shutdown: uvicorn stops accepting, lets requests in flight finish, then the
-        # lifespan lets the WeCom workers finish the message in hand.
-        if workers > 1:
-            uvicorn.run("api.server:create_app", factory=True, host=host, port=port, workers=workers,
-                        timeout_graceful_shutdown=30, log_level="warning")
-        else:
-            uvicorn.run(create_app(settings, db=db), host=host, port=port, timeout_graceful_shutdown=30,
-                        log_level="warning")
+        worker = _start_worker(db) if settings.wecom_enabled and settings.wecom_worker == "inprocess" else None
+        if worker is not None:
+            os.environ["PUYI_WECOM_WORKER"] = "separate"  # for --workers processes
+            settings = settings.model_copy(update={"wecom_worker": "separate"})
+        try:
+            # Graceful shutdown: uvicorn stops accepting, lets requests in flight finish, then the
+            # lifespan stops; the worker finishes the message in hand.
+            if workers > 1:
+                uvicorn.run("api.server:create_app", factory=True, host=host, port=port, workers=workers,
+                            timeout_graceful_shutdown=30, log_level="warning")
+            else:
+                uvicorn.run(create_app(settings, db=db), host=host, port=port, timeout_graceful_shutdown=30,
+                            log_level="warning")
+        finally:
+            if worker is not None:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+
+def _start_worker(db: Any) -> subprocess.Popen[bytes]:
+    """`puyi worker` beside the server, on the same database (the embedded one included)."""
+    env = {**os.environ, "PUYI_DATABASE_URL": db.url}
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env)
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """企业微信后台：回答已收到的消息并发送待发消息（puyi serve 会自动启动它）。"""
+    import asyncio
+    import signal
+
+    from api.wecom import run_worker
+
+    settings = get_settings()
+    if not settings.wecom_enabled:
+        _fail("企业微信未配置（PUYI_WECOM_CORP_ID、PUYI_WECOM_TOKEN、PUYI_WECOM_AES_KEY）")
+    with contextlib.suppress(OSError):
+        os.nice(10)  # answering yields the CPU to the HTTP processes' acknowledgements
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
 
 
 def main() -> None:

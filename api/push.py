@@ -167,6 +167,8 @@ def _queue(conn: psycopg.Connection[Any], key: str, users: list[str], msg_type: 
                 " VALUES (%(key)s, %(g)s, %(seq)s, %(u)s, %(t)s, %(p)s) ON CONFLICT (key) DO NOTHING",
                 {"key": row_key, "g": key, "seq": seq, "u": users, "t": msg_type, "p": Jsonb(payload)},
             )
+        # Wakes a sender in any process at commit (`puyi worker` listens); polling is the fallback.
+        conn.execute("SELECT pg_notify('puyi_wecom', 'outbox')")
     return True
 
 

@@ -272,6 +272,9 @@ class WeComChannel:
             return
         self.crypto  # noqa: B018 - a bad EncodingAESKey stops the server now, not at the first message
         s = self.settings
+        if s.wecom_worker == "separate":
+            log.info("wecom: callbacks are stored here and answered by `puyi worker`")
+            return
         if self.client is None and s.wecom_secret and s.wecom_agent_id:
             try:
                 self.client = WeComClient(s.wecom_api_base, s.wecom_corp_id, s.wecom_secret, s.wecom_agent_id)
@@ -343,6 +346,8 @@ class WeComChannel:
                 " VALUES (%(id)s, %(u)s, %(a)s, %(t)s, %(c)s) ON CONFLICT (msg_id) DO NOTHING RETURNING msg_id",
                 {"id": msg_id, "u": from_user, "a": agent_id, "t": msg_type, "c": content},
             ).fetchone()
+            if row is not None:  # delivered at commit to a `puyi worker` in any process
+                conn.execute("SELECT pg_notify('puyi_wecom', 'inbox')")
         return row is not None
 
     # -- answering ------------------------------------------------------------------------------
@@ -477,3 +482,43 @@ class WeComChannel:
             except Exception:
                 log.exception("wecom sender: cannot read wecom_outbox; trying again in %.1f s", self.poll_seconds)
             await self._wait(self._outbox_event)
+
+
+# -- `puyi worker`: answering and sending apart from the HTTP processes --------------------------
+
+
+async def _listen(url: str, channel: WeComChannel) -> None:
+    """Wake the channel when any process stores a message or pushes one (LISTEN/NOTIFY)."""
+    import psycopg
+
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute("LISTEN puyi_wecom")
+                channel.notify()  # whatever arrived while we were not listening
+                channel.notify_outbox()
+                async for note in conn.notifies():
+                    channel.notify() if note.payload == "inbox" else channel.notify_outbox()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("wecom worker: LISTEN connection lost (%s); polling until it is back", exc)
+            await asyncio.sleep(max(channel.poll_seconds, 1.0))
+
+
+async def run_worker(settings: Any, stop: asyncio.Event) -> None:
+    """Answer stored WeCom messages and send the outbox until `stop` is set."""
+    from agents.service import Assistant
+    from core.db import open_database
+
+    db = await asyncio.to_thread(open_database, settings)
+    channel = WeComChannel(settings.model_copy(update={"wecom_worker": "inprocess"}), db, Assistant(db))
+    try:
+        await channel.start()
+        listener = asyncio.create_task(_listen(db.url, channel), name="wecom-listen")
+        await stop.wait()
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await channel.stop()  # finishes the message in hand
+    finally:
+        db.close()

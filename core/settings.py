@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Callbacks older than this are refused as replays (0 = no limit); MsgId dedup covers the rest.
     wecom_max_age_seconds: int = 3600
     wecom_poll_seconds: float = 2.0  # how often idle workers look for work other processes queued
+    # "separate": HTTP processes only verify and store callbacks, and a `puyi worker` process
+    # answers and sends (what `puyi serve` runs), so answering never slows acknowledgements.
+    wecom_worker: Literal["inprocess", "separate"] = "inprocess"
 
     @property
     def wecom_enabled(self) -> bool:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import xmltodict
@@ -75,9 +76,17 @@ async def _load_chat(base: str, items: list[tuple[str, str]], concurrency: int) 
         return latencies, time.perf_counter() - started, errors
 
 
+def _replies_to(standin: Any, user: str) -> int:
+    from eval.wecom_standin import sent_messages
+
+    return sum(1 for m in sent_messages(standin) if user in m["touser"].split("|"))
+
+
 async def _load_wecom(
-    base: str, senders: list[str], questions: list[str], per_sender: int
+    base: str, senders: list[str], questions: list[str], per_sender: int, standin: Any = None
 ) -> tuple[list[float], float, int, int]:
+    """Each sender posts its messages one after another; with `standin`, it waits for the reply
+    to each before the next, as a person in a chat does (otherwise it sends back to back)."""
     from wechatpy.enterprise.crypto import WeChatCrypto
 
     crypto = WeChatCrypto(TOKEN, AES_KEY, CORP_ID)
@@ -90,6 +99,9 @@ async def _load_wecom(
 
         async def sender(user: str) -> None:
             nonlocal errors, sent
+            replies = _replies_to(standin, user) if standin is not None else 0
+            if standin is not None:
+                await asyncio.sleep(rng.random())  # people do not all press send in the same millisecond
             for _ in range(per_sender):
                 msg_id = str(uuid.uuid4().int % 10**19)
                 now = str(int(time.time()))
@@ -109,6 +121,11 @@ async def _load_wecom(
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
                 sent += 1
+                if standin is not None:
+                    before, deadline = replies, time.monotonic() + 120
+                    while _replies_to(standin, user) <= before and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    replies = _replies_to(standin, user)
 
         started = time.perf_counter()
         await asyncio.gather(*(sender(u) for u in senders))
@@ -143,15 +160,17 @@ def bench_serve(
         if not wecom_users:
             wecom_users = users
         questions = [q for q, _ in items[:200]]
-        yield f"演示银行已载入（{len(users)} 位用户）；服务进程 {workers} 个，本机 CPU {os.cpu_count()} 核"
+        yield (f"演示银行已载入（{len(users)} 位用户）；puyi serve --workers {workers}（另有企业微信后台进程），"
+               f"本机 CPU {os.cpu_count()} 核，压测客户端在同一台机器上")
 
         with run_standin(CORP_ID, SECRET) as (api_base, standin):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
+            # `puyi serve` as an operator runs it: HTTP worker processes plus the WeCom worker.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api.server:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-                env=_server_env(home, db.url, api_base),
+                [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", str(workers)],
+                env=_server_env(home, db.url, api_base), stdout=subprocess.DEVNULL,
             )
             _wait_ready(base, proc)
             asyncio.run(_load_chat(base, items[:50], 4))  # warm-up: pools, catalogue index, code paths
@@ -160,26 +179,32 @@ def bench_serve(
             yield _summary(f"/api/chat（并发 {concurrency}）", latencies, seconds, errors)
 
             senders_ids = [wecom_users[i % len(wecom_users)] for i in range(senders)]
+            # Warm-up: each server process's first callbacks (imports, crypto, connections).
+            asyncio.run(_load_wecom(base, senders_ids[:10], questions, 1, standin=standin))
+            # People in a chat: each sender waits for the answer before asking again.
+            acks, seconds, errors, sent = asyncio.run(
+                _load_wecom(base, senders_ids, questions, per_sender, standin=standin))
+            yield _summary(f"企业微信回调确认（{senders} 人对话）", acks, seconds, errors)
+            yield f"  {sent} 条问题全部答复送达用时 {seconds:.1f} 秒（{sent / seconds:.1f} 条/秒）"
+            # A burst: every sender posts back to back without waiting, to find where acks saturate.
             acks, seconds, errors, sent = asyncio.run(_load_wecom(base, senders_ids, questions, per_sender))
-            yield _summary(f"企业微信回调确认（{senders} 个发送方）", acks, seconds, errors)
-            # Every message answered and every reply taken by the stand-in: read from the inbox
-            # and outbox, since a long answer is sent in several parts.
+            yield _summary(f"企业微信回调确认（{senders} 方连发）", acks, seconds, errors)
             started, progress = time.monotonic() - seconds, None
             while time.monotonic() - started < 600:
                 with db.connection() as conn:
                     progress = conn.execute(
-                        "SELECT (SELECT count(*) FROM wecom_inbox WHERE status <> 'received') AS answered,"
+                        "SELECT (SELECT count(*) FROM wecom_inbox WHERE status = 'received') AS waiting,"
                         " (SELECT count(*) FROM wecom_outbox WHERE status = 'pending') AS pending,"
-                        " (SELECT count(DISTINCT group_key) FROM wecom_outbox WHERE status = 'sent') AS replies,"
-                        " (SELECT count(*) FROM wecom_outbox WHERE status = 'sent') AS parts").fetchone()
-                if progress and progress["answered"] >= sent and progress["pending"] == 0:
+                        " (SELECT count(*) FROM wecom_inbox) AS received,"
+                        " (SELECT count(DISTINCT group_key) FROM wecom_outbox WHERE status = 'sent') AS replies"
+                        ).fetchone()
+                if progress and progress["waiting"] == 0 and progress["pending"] == 0:
                     break
                 time.sleep(0.2)
-            elapsed = time.monotonic() - started
             assert progress is not None
-            yield (f"企业微信回复送达               {progress['replies']} / {sent} 条（{progress['parts']} 段，"
-                   f"stand-in 收到 {len(sent_messages(standin))} 段）；全部送达用时 {elapsed:.1f} 秒，"
-                   f"{progress['replies'] / max(elapsed, 1e-9):.1f} 条/秒")
+            elapsed = time.monotonic() - started
+            yield (f"  全部 {progress['received']} 条消息的答复 {progress['replies']} 条已送达，连发部分用时 "
+                   f"{elapsed:.1f} 秒；stand-in 共收到 {len(sent_messages(standin))} 段")
     finally:
         if proc is not None:
             proc.terminate()
