@@ -636,3 +636,30 @@ def test_tables_become_lines_wecom_can_show():
     text = "前言\n\n| 产品 | 余额 |\n| --- | ---: |\n| 薪易快贷 | 1.20 亿元 |\n| 税e快贷 | 3,400.00 万元 |\n\n结尾"
     assert wecom_markdown(text) == "前言\n\n> 产品：薪易快贷；余额：1.20 亿元\n> 产品：税e快贷；余额：3,400.00 万元\n\n结尾"
     assert wecom_markdown("没有表格 | 只是竖线") == "没有表格 | 只是竖线"
+
+
+def test_a_separate_worker_answers_what_the_http_process_stores(loaded_db: Database, standin, api: FastAPI):
+    """What `puyi serve` runs: HTTP processes only store callbacks; `puyi worker` answers and
+    sends, woken by NOTIFY (the poll interval here is far longer than the test waits)."""
+    import asyncio
+    import threading
+
+    from api.wecom import run_worker
+
+    http = wecom_settings(loaded_db, standin[0], wecom_worker="separate")
+    worker = wecom_settings(loaded_db, standin[0], database_url=loaded_db.url, wecom_poll_seconds=30)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(run_worker(worker, stop)), daemon=True)
+    with serve(loaded_db, http, FakeAssistant("不该由 HTTP 进程回答")) as (client, app):
+        assert app.state.wecom._tasks == []  # no answerer or sender in the HTTP process
+        thread.start()
+        time.sleep(1.0)  # the worker is listening
+        assert post(client, message_xml("zhangwei", "介绍一下薪易快贷", "7001")).status_code == 200
+        (reply,) = wait_until(lambda: sent_messages(api), timeout=10)
+        assert "薪易快贷" in reply["markdown"]["content"]
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    (row,) = inbox(loaded_db)
+    assert row["status"] == "answered"
