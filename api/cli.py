@@ -436,6 +436,8 @@ def serve_cmd(
             out.print(f"  登录链接（{admin['name']}，一天内有效）：{link}", highlight=False, soft_wrap=True)
         example = f"（例如 {admin['user_id']}）" if admin else ""
         out.print(f"  登录令牌：puyi users token 用户编号{example}", highlight=False)
+        if admin is None:
+            err.print("[yellow]  数据库中还没有银行数据与用户：先运行 puyi setup（演示银行）或 puyi import 目录[/yellow]")
         out.print(f"  企业微信回调：{'已配置 ' + base + '/wecom/callback' if settings.wecom_enabled else '未配置（PUYI_WECOM_*）'}",
                   highlight=False)
         worker = _start_worker(db) if settings.wecom_enabled and settings.wecom_worker == "inprocess" else None
