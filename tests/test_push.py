@@ -342,7 +342,11 @@ def test_two_senders_on_one_database_send_each_row_once(outbox_db: Database, sta
         t.join()
     assert not failures, failures
     messages = sent_messages(api)
-    assert len(send_requests(api)) == len(messages) == 44 == sum(counts), (counts, rows(outbox_db))
+    with outbox_db.connection() as conn:
+        state = conn.execute(
+            "SELECT status, attempts, lease_until > now() AS leased, next_attempt_at > now() AS later,"
+            " last_error, count(*) AS n FROM wecom_outbox GROUP BY 1, 2, 3, 4, 5").fetchall()
+    assert len(send_requests(api)) == len(messages) == 44 == sum(counts), (counts, state)
     assert min(counts) > 0  # both took part
     assert sorted(m["markdown"]["content"] for m in messages if m["touser"] != "zhangwei") == sorted(
         f"第 {i} 条消息" for i in range(40))
