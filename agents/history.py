@@ -13,7 +13,6 @@ from psycopg.types.json import Jsonb
 
 from core.errors import PuyiError
 
-CHANNELS = ("web", "api", "openai", "wecom", "cli")
 TITLE_CHARS = 40
 
 
@@ -103,16 +102,6 @@ def session_turns(conn: psycopg.Connection[Any], session_id: str, user_id: str) 
         {"s": session_id},
     ).fetchall()
     return {**session, "turns": list(turns)}
-
-
-def recent_turns(conn: psycopg.Connection[Any], session_id: str, user_id: str, limit: int = 6) -> list[dict[str, Any]]:
-    """The last turns of a conversation, oldest first (for follow-up questions)."""
-    rows = conn.execute(
-        "SELECT turn_id, question, route, answer, data FROM chat_turns"
-        " WHERE session_id = %(s)s AND user_id = %(u)s ORDER BY turn_id DESC LIMIT %(n)s",
-        {"s": session_id, "u": user_id, "n": limit},
-    ).fetchall()
-    return list(reversed(rows))
 
 
 def save_feedback(conn: psycopg.Connection[Any], turn_id: int, user_id: str, rating: int, comment: str = "") -> None:

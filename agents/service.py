@@ -66,12 +66,8 @@ class Assistant:
         channel: str | None = None,
     ) -> Answer:
         """Answer one question; with a channel the turn is stored in the asker's conversation."""
-        answer: Answer | None = None
-        for kind, payload in self.events(question, user_id, session_id, qid, principal, channel):
-            if kind == "answer":
-                answer = payload
-        assert answer is not None
-        return answer
+        events = self.events(question, user_id, session_id, qid, principal, channel)
+        return next(payload for kind, payload in events if kind == "answer")  # type: ignore[no-any-return]
 
     def events(
         self,

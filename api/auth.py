@@ -12,7 +12,11 @@ from core.errors import UnknownUser
 from core.tokens import user_for_token
 
 
-def principal_for_token(request: Request, token: str) -> Principal:
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The signed-in user (FastAPI dependency)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
     with request.app.state.db.connection() as conn:
         user_id = user_for_token(conn, token.strip())
         if user_id is None:
@@ -21,14 +25,6 @@ def principal_for_token(request: Request, token: str) -> Principal:
             return load_principal(conn, user_id)
         except UnknownUser as exc:
             raise HTTPException(401, str(exc)) from exc
-
-
-def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The signed-in user (FastAPI dependency)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
-    return principal_for_token(request, token)
 
 
 def require(who: Principal, action: str) -> None:

@@ -455,11 +455,9 @@ def serve_cmd(
                             log_level="warning")
         finally:
             if worker is not None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                from eval.live import stop_process
+
+                stop_process(worker, timeout=40)  # it finishes the message in hand
 
 
 def _start_worker(db: Any) -> subprocess.Popen[bytes]:

@@ -15,12 +15,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import iterate_in_threadpool
 
-from api.auth import principal_for_token
+from api.auth import principal
+from api.routes import open_turn
 from core.access import Principal
 from core.errors import PuyiError
 
@@ -49,14 +50,8 @@ class CompletionRequest(BaseModel):
     session_id: str | None = Field(default=None, description="谱翼会话编号（扩展字段，可选）")
 
 
-def api_key_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "需要 API key：请使用您的谱翼令牌 (puyi users token) 作为 api_key")
-    return principal_for_token(request, token)
-
-
-Who = Annotated[Principal, Depends(api_key_principal)]
+# The SDK sends its api_key as a Bearer token: the same sign-in as every other endpoint.
+Who = Annotated[Principal, Depends(principal)]
 
 
 @router.get("/models")
@@ -84,13 +79,10 @@ async def chat_completions(body: CompletionRequest, request: Request, who: Who) 
     """Answer the last user message of the conversation, streamed (`stream: true`) or whole."""
     question = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
     assistant = request.app.state.assistant
-    assistant.check_question(question)  # BadQuestion → 400 before anything is streamed
     session = _session(body, who)
     created = int(time.time())
 
     if not body.stream:
-        from fastapi.concurrency import run_in_threadpool
-
         answer = await run_in_threadpool(
             assistant.ask, question, session_id=session, principal=who, channel="openai"
         )
@@ -103,12 +95,13 @@ async def chat_completions(body: CompletionRequest, request: Request, who: Who) 
                      "turn_id": answer.turn_id},
         }
 
+    turn = await open_turn(assistant, question=question, session_id=session, principal=who, channel="openai")
+
     async def stream() -> AsyncIterator[str]:
         cid = f"chatcmpl-{session[-12:]}-{created}"
         yield _chunk(cid, created, {"role": "assistant", "content": ""})
         try:
-            turn = assistant.events(question, session_id=session, principal=who, channel="openai")
-            async for kind, payload in iterate_in_threadpool(turn):
+            async for kind, payload in turn:
                 if kind == "answer":
                     for line in payload.answer.splitlines(keepends=True):
                         yield _chunk(cid, created, {"content": line})

@@ -8,19 +8,19 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from agents.history import list_sessions, save_feedback, session_turns
 from api.auth import principal, require
-from core.access import ROLE_NAMES, Principal
+from core.access import ROLE_NAMES, Principal, branch_in_scope
 from core.errors import PuyiError
 from core.masking import mask_data
 from tools import catalog
@@ -42,18 +42,6 @@ class FeedbackRequest(BaseModel):
     comment: str = Field(default="", max_length=2000, description="意见（可选）")
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if hasattr(value, "is_finite"):  # Decimal: numbers stay numbers in JSON
-        return float(value)
-    return value
-
-
 @router.get("/me", tags=["对话"])
 def me(who: Who) -> dict[str, Any]:
     """The signed-in user: name, role and the branch scope their answers are limited to."""
@@ -67,11 +55,26 @@ def me(who: Who) -> dict[str, Any]:
 def chat(body: ChatRequest, request: Request, who: Who) -> dict[str, Any]:
     """Ask a question; the answer has the same shape as `puyi ask --json`."""
     answer = request.app.state.assistant.ask(body.message, session_id=body.session_id, principal=who, channel="api")
-    return _jsonable(answer.as_dict())  # type: ignore[no-any-return]
+    return answer.as_dict()  # type: ignore[no-any-return]
 
 
 def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(_jsonable(data), ensure_ascii=False)}\n\n"
+    return f"event: {event}\ndata: {json.dumps(jsonable_encoder(data), ensure_ascii=False)}\n\n"
+
+
+async def open_turn(assistant: Any, **kwargs: Any) -> AsyncIterator[tuple[str, Any]]:
+    """The turn's events for a streaming response. The first one is taken before the response
+    starts, so that bad input (empty question, someone else's session) still gets its proper
+    HTTP status instead of an error inside a stream that already said 200."""
+    turn = assistant.events(**kwargs)
+    first = await run_in_threadpool(next, turn)
+
+    async def events() -> AsyncIterator[tuple[str, Any]]:
+        yield first
+        async for event in iterate_in_threadpool(turn):
+            yield event
+
+    return events()
 
 
 def _pieces(text: str) -> Iterator[str]:
@@ -84,19 +87,12 @@ async def chat_stream(body: ChatRequest, request: Request, who: Who) -> Streamin
     """Ask a question and receive the answer as server-sent events: `route` once routed, `tools`
     once the tools have answered, `delta` pieces of the answer text, then `answer` (the whole
     object, as from /api/chat); `error` if the turn fails."""
-    assistant = request.app.state.assistant
-    # Refuse bad input with a proper HTTP status before the stream starts.
-    assistant.check_question(body.message)
-    if body.session_id:
-        from agents.history import check_session
-
-        with request.app.state.db.connection() as conn:
-            check_session(conn, body.session_id, who.user_id)
+    turn = await open_turn(request.app.state.assistant, question=body.message, session_id=body.session_id,
+                           principal=who, channel="web")
 
     async def events() -> AsyncIterator[str]:
-        turn = assistant.events(body.message, session_id=body.session_id, principal=who, channel="web")
         try:
-            async for kind, payload in iterate_in_threadpool(turn):
+            async for kind, payload in turn:
                 if kind == "answer":
                     for piece in _pieces(payload.answer):
                         yield _sse("delta", {"text": piece})
@@ -125,14 +121,14 @@ def feedback(body: FeedbackRequest, request: Request, who: Who) -> dict[str, Any
 def sessions(request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
     """Your conversations, most recent first."""
     with request.app.state.db.connection() as conn:
-        return {"sessions": _jsonable(list_sessions(conn, who.user_id, limit))}
+        return {"sessions": list_sessions(conn, who.user_id, limit)}
 
 
 @router.get("/sessions/{session_id}", tags=["对话"])
 def session(session_id: str, request: Request, who: Who) -> dict[str, Any]:
     """One of your conversations with every turn and your feedback on it."""
     with request.app.state.db.connection() as conn:
-        return _jsonable(session_turns(conn, session_id, who.user_id))  # type: ignore[no-any-return]
+        return session_turns(conn, session_id, who.user_id)
 
 
 @router.get("/passages/{chunk_id}", tags=["知识库"])
@@ -172,8 +168,8 @@ def products(
     with request.app.state.db.connection() as conn:
         ctx = ToolContext(conn=conn, principal=who)
         if q:
-            return _jsonable(catalog.find_product(ctx, q, limit=limit, level=level if level != "sellable" else None))  # type: ignore[no-any-return]
-        return _jsonable(catalog.list_products(ctx, category, segment, level or None, status, limit))  # type: ignore[no-any-return]
+            return catalog.find_product(ctx, q, limit=limit, level=level if level != "sellable" else None)
+        return catalog.list_products(ctx, category, segment, level or None, status, limit)
 
 
 @router.get("/products/{code}", tags=["产品目录"])
@@ -183,7 +179,7 @@ def product(code: str, request: Request, who: Who) -> dict[str, Any]:
         result = catalog.get_product(ToolContext(conn=conn, principal=who), code)
     if result.get("error") == "not_found":
         raise HTTPException(404, f"产品目录中没有编码为 {code} 的产品 (no such product)")
-    return _jsonable(result)  # type: ignore[no-any-return]
+    return result
 
 
 @router.get("/products/{code}/trace", tags=["产品目录"])
@@ -194,8 +190,7 @@ def trace(
     """Penetrate the catalogue from a product (or, upwards, from an accounting subject)."""
     with request.app.state.db.connection() as conn:
         ctx = ToolContext(conn=conn, principal=who)
-        result = catalog.trace_down(ctx, code) if direction == "down" else catalog.trace_up(ctx, code)
-    return _jsonable(result)  # type: ignore[no-any-return]
+        return catalog.trace_down(ctx, code) if direction == "down" else catalog.trace_up(ctx, code)
 
 
 METRIC_COLUMNS = ("balance", "avg_balance", "customers", "new_customers", "lost_customers", "volume",
@@ -223,21 +218,21 @@ def metrics(
             if inside is None:
                 raise HTTPException(403, f"机构 {branch} 不在您的可见范围内 (branch outside your scope)")
             scope = branch
-        sums = ", ".join(f"sum({c}) AS {c}" for c in METRIC_COLUMNS)
+        # float8: JSON numbers (a Decimal would be sent as a string)
+        sums = ", ".join(f"sum({c})::float8 AS {c}" for c in METRIC_COLUMNS)
         rows = conn.execute(
             f"SELECT to_char(month, 'YYYY-MM') AS month, {sums}, count(DISTINCT branch_code) AS branches"
             " FROM metrics_monthly WHERE product_code = %(p)s"
             " AND (%(start)s::text IS NULL OR month >= to_date(%(start)s, 'YYYY-MM'))"
             " AND (%(end)s::text IS NULL OR month <= to_date(%(end)s, 'YYYY-MM'))"
-            " AND (%(scope)s::text IS NULL OR branch_code IN"
-            "      (SELECT descendant FROM branch_closure WHERE ancestor = %(scope)s))"
+            " AND " + branch_in_scope("branch_code") +
             " GROUP BY month ORDER BY month",
             {"p": product, "start": start, "end": end, "scope": scope},
         ).fetchall()
         if not rows and conn.execute("SELECT 1 FROM products WHERE code = %(p)s", {"p": product}).fetchone() is None:
             raise HTTPException(404, f"产品目录中没有编码为 {product} 的产品 (no such product)")
     label = who.scope_label if branch is None else branch
-    return {"product": product, "scope": label, "months": _jsonable([dict(r) for r in rows])}
+    return {"product": product, "scope": label, "months": rows}
 
 
 # Admin: add documents to the knowledge base.

@@ -18,6 +18,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import xmltodict
@@ -123,6 +124,19 @@ def _authenticate(request: Request, channel: WeComChannel, msg_signature: str, t
         raise HTTPException(403, "回调已过期，疑似重放 (callback timestamp too old: replay refused)")
 
 
+def _decrypt(request: Request, channel: WeComChannel, field: str, decrypt: Callable[[], str]) -> str:
+    """wechatpy's decryption of `field`: encrypted for another corp → 403, garbage → 400, logged."""
+    try:
+        return decrypt()
+    except (InvalidCorpIdException, InvalidSignatureException):
+        log.warning("wecom callback refused: %s is not for corp %s (check PUYI_WECOM_AES_KEY / CORP_ID)",
+                    field, channel.settings.wecom_corp_id)
+        raise HTTPException(403, "无法解密：CorpID 或 EncodingAESKey 不符 (cannot decrypt for this corp)") from None
+    except Exception:
+        log.warning("wecom callback refused: %s cannot be decrypted (from %s)", field, _client_host(request))
+        raise HTTPException(400, f"{field} 无法解密 (malformed {field})") from None
+
+
 def _missing(**params: str | None) -> None:
     absent = [name for name, value in params.items() if not value]
     if absent:
@@ -143,15 +157,8 @@ async def verify_url(
     assert msg_signature and timestamp and nonce and echostr
     echostr = echostr.replace(" ", "+")  # a '+' sent unescaped arrives as a space; base64 has none
     _authenticate(request, channel, msg_signature, timestamp, nonce, echostr)
-    try:
-        plain = channel.crypto.check_signature(msg_signature.lower(), timestamp, nonce, echostr)
-    except (InvalidCorpIdException, InvalidSignatureException):
-        log.warning("wecom URL verification refused: echostr is not for corp %s (check PUYI_WECOM_AES_KEY)",
-                    channel.settings.wecom_corp_id)
-        raise HTTPException(403, "无法解密：CorpID 或 EncodingAESKey 不符 (cannot decrypt for this corp)") from None
-    except Exception:
-        log.warning("wecom URL verification refused: echostr cannot be decrypted (from %s)", _client_host(request))
-        raise HTTPException(400, "echostr 无法解密 (malformed echostr)") from None
+    plain = _decrypt(request, channel, "echostr", lambda: channel.crypto.check_signature(
+        msg_signature.lower(), timestamp, nonce, echostr))
     log.info("wecom callback URL verified")
     return PlainTextResponse(plain)
 
@@ -189,15 +196,8 @@ async def receive(
     if not encrypt:
         raise HTTPException(400, "缺少 Encrypt 字段 (no <Encrypt> in the callback)")
     _authenticate(request, channel, msg_signature, timestamp, nonce, encrypt)
-    try:
-        plain = channel.crypto.decrypt_message({"Encrypt": encrypt}, msg_signature.lower(), timestamp, nonce)
-    except (InvalidCorpIdException, InvalidSignatureException):
-        log.warning("wecom callback refused: message is not for corp %s (check PUYI_WECOM_AES_KEY / CORP_ID)",
-                    channel.settings.wecom_corp_id)
-        raise HTTPException(403, "无法解密：CorpID 或 EncodingAESKey 不符 (cannot decrypt for this corp)") from None
-    except Exception:
-        log.warning("wecom callback refused: Encrypt cannot be decrypted (from %s)", _client_host(request))
-        raise HTTPException(400, "消息无法解密 (malformed encrypted message)") from None
+    plain = _decrypt(request, channel, "Encrypt", lambda: channel.crypto.decrypt_message(
+        {"Encrypt": encrypt}, msg_signature.lower(), timestamp, nonce))
     message = _xml_fields(plain)
     msg_type = _text(message, "MsgType").lower()
     msg_id = _text(message, "MsgId")
@@ -246,7 +246,7 @@ class WeComChannel:
         self.retry_seconds = 5.0  # after a failed answer: 5 s, then 10 s
         # Messages answered at once by this process, each in a thread; half the pool, so that
         # callbacks and the sender always find a connection.
-        self.concurrency = max(1, min(4, int(getattr(settings, "pool_max_size", 8)) // 2))
+        self.concurrency = max(1, min(4, settings.pool_max_size // 2))
         self.stop_timeout = 30.0  # how long stop() lets the job in hand finish
         self.sender: OutboxSender | None = None
         self._crypto: WeChatCrypto | None = None

@@ -54,6 +54,13 @@ class Principal:
         return action in PERMISSIONS.get(self.role, frozenset())
 
 
+def branch_in_scope(column: str) -> str:
+    """The SQL condition that keeps rows inside the asker's branch subtree; bind `%(scope)s` to
+    `Principal.scope_branch` (NULL = the whole bank). `column` is a fixed name from code."""
+    return (f"(%(scope)s::text IS NULL OR {column} IN"
+            " (SELECT descendant FROM branch_closure WHERE ancestor = %(scope)s))")
+
+
 PERMISSIONS: dict[str, frozenset[str]] = {
     "rm": frozenset({"ask"}),
     "designer": frozenset({"ask", "draft_plan"}),

@@ -138,7 +138,7 @@ def bench_serve(
 ) -> Iterator[str]:
     from core.db import open_database, stop_embedded
     from core.tokens import issue_token
-    from eval.live import free_port
+    from eval.live import free_port, stop_process
     from eval.wecom_standin import run_standin, sent_messages
     from ingest.demo import write_demo_bank
     from ingest.importer import import_folder
@@ -207,11 +207,7 @@ def bench_serve(
                    f"{elapsed:.1f} 秒；stand-in 共收到 {len(sent_messages(standin))} 段")
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         db.close()
         stop_embedded(settings.pg_dir)
         shutil.rmtree(home, ignore_errors=True)

@@ -17,7 +17,6 @@ Unlike WeCom it does not drop duplicate messages: tests count exactly what was s
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -25,9 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from eval.live import serve
 
 MARKDOWN_LIMIT = 2048
 
@@ -155,22 +155,5 @@ def send_requests(app: FastAPI) -> list[dict[str, Any]]:
 def run_standin(corp_id: str = "ww-standin", secret: str = "standin-secret") -> Iterator[tuple[str, FastAPI]]:
     """Serve a stand-in on a free loopback port in a background thread; yields (base URL, app)."""
     app = create_standin(corp_id, secret)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # the port is ours from here: no race with another process
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="wecom-standin", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError("the WeCom stand-in did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve(app) as url:
+        yield url, app

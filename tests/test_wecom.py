@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from api.server import create_app
 from api.wecom import ERROR_REPLY, NOT_TEXT_REPLY, UNKNOWN_USER_REPLY, signature, wecom_markdown
 from core.db import Database
 from core.settings import Settings
+from eval.live import free_port, stop_process
 from eval.wecom_standin import reset, run_standin, send_requests, sent_messages
 from tests.conftest import one
 
@@ -561,12 +561,6 @@ def test_messages_left_by_a_stopped_or_crashed_server_are_answered_after_a_resta
 # -- two server processes on one database -------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ready(url: str) -> bool:
     try:
         return httpx.get(url + "/readyz", timeout=1).status_code == 200
@@ -618,12 +612,7 @@ def test_two_server_processes_on_one_database_reply_once(loaded_db: Database, pg
             raise AssertionError(f"{exc}\n" + "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)) from exc
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p, timeout=15)
     assert sorted(m["touser"] for m in sent_messages(api)) == ["stranger", "sunli", "zhangwei"]
     assert len(send_requests(api)) == 3
     assert to(api, "stranger") == [UNKNOWN_USER_REPLY] and "薪易快贷" in to(api, "zhangwei")[0]

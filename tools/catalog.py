@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from rapidfuzz import fuzz, process
 
+from core.access import branch_in_scope
 from core.text import normalize, pinyin_key
 from tools.context import ToolContext
 
@@ -304,8 +305,7 @@ def _scoped_business(ctx: ToolContext, code: str) -> dict[str, Any] | None:
         " FROM metrics_monthly m"
         " WHERE m.product_code = %(c)s"
         "   AND m.month = (SELECT max(month) FROM metrics_monthly WHERE product_code = %(c)s)"
-        "   AND (%(scope)s::text IS NULL OR m.branch_code IN"
-        "        (SELECT descendant FROM branch_closure WHERE ancestor = %(scope)s))"
+        "   AND " + branch_in_scope("m.branch_code") +
         " GROUP BY m.month",
         {"c": code, "scope": ctx.principal.scope_branch},
     ).fetchone()
