@@ -33,10 +33,11 @@ REFUSAL_TEXT = (
 )
 
 UNAVAILABLE = {
-    "metrics": "经营指标查询",
     "element_plan": "要素方案设计",
-    "alert": "风险预警解读",
 }
+
+# What a route composer returns: the answer in markdown, its citations and its display blocks.
+Composed = tuple[str, list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def fmt_money(value: Any) -> str:
@@ -269,6 +270,20 @@ RENDERERS: dict[str, Callable[[ToolCall, RouteDecision], str]] = {
     "list_products": _render_list,
     "count_products": _render_count,
 }
+
+
+def compose_turn(d: RouteDecision, calls: list[ToolCall], principal: Principal, llm: Any = None) -> Composed:
+    """The answer, citations and display blocks: routes with their own composer use it."""
+    if d.route == "metrics":
+        from agents import metrics_route
+
+        return metrics_route.compose(d, calls, principal, llm)
+    if d.route == "alert":
+        from agents import alert_route
+
+        return alert_route.compose(d, calls, principal, llm)
+    text, citations = compose(d, calls, principal, llm)
+    return text, citations, []
 
 
 def compose(

@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.compose import compose
+from agents.compose import compose_turn
 from agents.context import AgentContext
 from agents.handlers import HANDLERS
 from agents.router import classify
@@ -32,10 +32,10 @@ def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, An
 
 
 def compose_answer(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    answer, citations = compose(
+    answer, citations, display = compose_turn(
         state["decision"], state.get("tool_calls", []), runtime.context.principal, runtime.context.llm
     )
-    return {"answer": answer, "citations": citations}
+    return {"answer": answer, "citations": citations, "display": display}
 
 
 def build_graph(checkpointer: Any = None) -> Any:

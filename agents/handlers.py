@@ -96,9 +96,23 @@ def handle_knowledge(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     return calls
 
 
+def handle_metrics(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
+    from agents import metrics_route
+
+    return metrics_route.handle(d, ctx)
+
+
+def handle_alert(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
+    from agents import alert_route
+
+    return alert_route.handle(d, ctx)
+
+
 HANDLERS: dict[str, Handler] = {
     "catalog": handle_catalog,
     "knowledge": handle_knowledge,
+    "metrics": handle_metrics,
+    "alert": handle_alert,
 }
 
 

@@ -212,7 +212,39 @@ def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
     if decision.route == "catalog":
         _resolve_phrase(decision, index)
         _catalog_intent(decision, scored_text)
+    elif decision.route == "metrics":
+        decision.intent = metrics_intent(scored_text)
+    elif decision.route == "alert":
+        decision.intent = alert_intent(scored_text)
     return decision
+
+
+_EVALUATION_RE = re.compile(r"产品评价|评价|评分卡|记分卡|评分|打分|生命周期|低效|退出候选|该不该退出|哪些.{0,4}退出|竞争|同类.{0,4}比较")
+_SUBSTITUTION_RE = re.compile(r"内部替代|内耗|替代|蚕食|新客户.{0,8}(从哪|来自|哪里来|哪儿来)|新客.{0,6}(从哪|来自|哪里来)")
+
+
+def metrics_intent(text: str) -> str:
+    """metrics route: `substitution` (where a product's new customers came from), `evaluation`
+    (scorecard, lifecycle, exit candidates, category view) or `metric` (a figure, ranking or trend)."""
+    if _SUBSTITUTION_RE.search(text):
+        return "substitution"
+    if _EVALUATION_RE.search(text):
+        return "evaluation"
+    return "metric"
+
+
+_DISPOSE_RE = re.compile(r"(确认|误报|已处置|已采取措施|已整改|处置)")
+_ALERT_ID_RE = re.compile(r"(?:预警|告警|alert)?\s*[#＃]\s*(\d+)|(?:预警|告警)\s*(\d+)", re.IGNORECASE)
+
+
+def alert_intent(text: str) -> str:
+    """alert route: `dispose` (a disposition of a numbered alert), `list` (which alerts there are)
+    or `explain` (why a product's alert fired)."""
+    if _DISPOSE_RE.search(text) and _ALERT_ID_RE.search(text):
+        return "dispose"
+    if re.search(r"有哪些|哪些产品|列出|清单|列表|多少(个|条)|最新.{0,4}预警|本月.{0,4}预警", text) and not re.search(r"为什么|原因|怎么回事", text):
+        return "list"
+    return "explain"
 
 
 def _catalog_intent(d: RouteDecision, text: str) -> None:

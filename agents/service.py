@@ -102,6 +102,7 @@ class Assistant:
         data = {
             "intent": state["decision"].intent,
             "tool_calls": state.get("tool_calls", []),
+            "display": state.get("display", []),
         }
         # Masking is the last step for everything shown: no tool or template can skip it.
         answer = Answer(

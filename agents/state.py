@@ -32,3 +32,4 @@ class TurnState(TypedDict, total=False):
     tool_calls: list[ToolCall]
     answer: str
     citations: list[Citation]
+    display: list[dict[str, Any]]  # structured blocks under the answer (table, chart, alert, comparison)

@@ -154,9 +154,13 @@ class Database:
 
     def migrate(self) -> list[int]:
         from core.migrations import migrate
+        from tools.facts import ensure_rollups
 
         with self.connection() as conn:
-            return migrate(conn)
+            applied = migrate(conn)
+            if 7 in applied:  # a bank imported before the roll-ups existed
+                ensure_rollups(conn)
+            return applied
 
     def close(self) -> None:
         if self._pool is not None:

@@ -355,6 +355,94 @@ CREATE INDEX wecom_outbox_due ON wecom_outbox (next_attempt_at) WHERE status = '
 CREATE INDEX wecom_outbox_group ON wecom_outbox (group_key, seq);
 """
 
+V7_METRICS_ALERTS = """
+-- Facts summed over each branch subtree with sub-branches (a head office, a branch): a metric
+-- question for the whole bank or a branch reads a few thousand rows here instead of millions of
+-- sub-branch rows. Rebuilt with the facts on every import (tools.facts.refresh_rollups). A leaf
+-- branch reads metrics_monthly directly. satisfaction is a score, so it is kept as its
+-- customer-weighted sum and the customers it covers.
+CREATE TABLE metrics_rollup (
+    branch_code      text NOT NULL,
+    month            date NOT NULL,
+    product_code     text NOT NULL,
+    balance          numeric,
+    avg_balance      numeric,
+    customers        numeric,
+    new_customers    numeric,
+    lost_customers   numeric,
+    volume           numeric,
+    interest_income  numeric,
+    interest_expense numeric,
+    fee_income       numeric,
+    opex             numeric,
+    provision        numeric,
+    npl_balance      numeric,
+    overdue_balance  numeric,
+    complaints       numeric,
+    satisfaction_w   numeric,
+    satisfaction_n   numeric,
+    PRIMARY KEY (branch_code, month, product_code)
+);
+CREATE TABLE metrics_meta (
+    id           int PRIMARY KEY CHECK (id = 1),
+    first_month  date,
+    latest_month date,
+    fact_rows    bigint NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX metrics_monthly_branch ON metrics_monthly (branch_code, month, product_code);
+CREATE INDEX holdings_customer ON holdings (customer_id, month);
+CREATE INDEX loans_product_class ON loans (product_code, five_class);
+
+-- Alerts: one event per rule, product and month, whatever the number of runs; the evidence is a
+-- snapshot taken when it fired, so a later import does not rewrite why it fired.
+CREATE TABLE alert_events (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rule          text NOT NULL,
+    product_code  text NOT NULL,
+    month         date NOT NULL,
+    level         text NOT NULL,
+    metric        text NOT NULL,
+    value         double precision,
+    condition     text NOT NULL,
+    evidence      jsonb NOT NULL DEFAULT '{}',
+    active        boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    pushed_at     timestamptz,
+    UNIQUE (rule, product_code, month)
+);
+CREATE INDEX alert_events_product ON alert_events (product_code, month DESC);
+CREATE INDEX alert_events_unpushed ON alert_events (id) WHERE pushed_at IS NULL AND active;
+
+CREATE TABLE alert_dispositions (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert_id     bigint NOT NULL REFERENCES alert_events,
+    user_id      text NOT NULL,
+    disposition  text NOT NULL CHECK (disposition IN ('confirmed', 'false_alarm', 'action_taken')),
+    note         text NOT NULL DEFAULT '',
+    channel      text NOT NULL DEFAULT 'cli',
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX alert_dispositions_alert ON alert_dispositions (alert_id, created_at);
+
+CREATE TABLE alert_runs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    month       date,
+    rules       jsonb NOT NULL,
+    rules_sha   text NOT NULL,
+    fired       int NOT NULL,
+    new         int NOT NULL,
+    seconds     double precision NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Alert pushes carry a trend chart as a WeCom image message.
+ALTER TABLE wecom_outbox DROP CONSTRAINT wecom_outbox_msg_type_check;
+ALTER TABLE wecom_outbox ADD CONSTRAINT wecom_outbox_msg_type_check
+    CHECK (msg_type IN ('markdown', 'textcard', 'text', 'image'));
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
@@ -362,6 +450,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "token document frequencies for keyword ranking", V4_TERM_STATS),
     (5, "sign-in tokens", V5_API_TOKENS),
     (6, "conversations, feedback, WeCom inbox and outbox", V6_CHANNELS),
+    (7, "metric roll-ups, alert events and dispositions, image pushes", V7_METRICS_ALERTS),
 ]
 
 

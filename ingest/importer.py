@@ -45,6 +45,7 @@ from ingest.contract import (
     Column,
     FileSpec,
 )
+from tools.facts import refresh_rollups
 
 # Rows per validation/load chunk: big enough for C-speed column checks, small enough for memory.
 CHUNK_ROWS = 50_000
@@ -905,6 +906,8 @@ def _load(conn: psycopg.Connection[Any], bank: ParsedBank, say: Callable[[str], 
         # Fresh planner statistics, so the first questions after an import get good plans
         # (autovacuum would catch up only a minute or so later).
         cur.execute("ANALYZE " + ", ".join(BANK_TABLES))
+        rolled = refresh_rollups(conn)
+        say(f"汇总指标：{rolled:,} 行 (roll-ups over branch subtrees)")
         if bank.alert_rules is not None:
             cur.execute(
                 "INSERT INTO bank_files (name, content, sha256) VALUES (%(name)s, %(content)s, %(sha)s)",

@@ -45,12 +45,15 @@ AES = base64.b64encode(b"puyi-test-aes-key-of-32-bytes!!!").decode().rstrip("=")
 @pytest.fixture(scope="module")
 def standin() -> Iterator[tuple[str, FastAPI]]:
     with run_standin(CORP, SECRET) as served:
+        _STATE["standin"] = served[1]
         yield served
+        _STATE.pop("standin", None)
 
 
 @pytest.fixture(autouse=True)
 def fresh(loaded_db: Database) -> None:
     """Empty inbox and outbox."""
+    _STATE["db"] = loaded_db
     with loaded_db.connection() as conn:
         conn.execute("DELETE FROM wecom_inbox")
         conn.execute("DELETE FROM wecom_outbox")
@@ -109,14 +112,34 @@ def post(client: Any, xml: str, **kwargs: Any) -> Any:
     return client.post("/wecom/callback", params=params, content=body)
 
 
+_STATE: dict[str, Any] = {}  # the database and stand-in of the running test, for wait_until's report
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 40.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out; {describe_state()}"
         time.sleep(0.05)
+
+
+def describe_state() -> str:
+    """Inbox, outbox and stand-in calls, to tell where a message stalled."""
+    db, app = _STATE.get("db"), _STATE.get("standin")
+    lines = []
+    if db is not None:
+        with db.connection() as conn:
+            for table, cols in (("wecom_inbox", "msg_id, from_user, status, attempts, lease_until - now() AS lease_left,"
+                                                " received_at, answered_at, last_error"),
+                                ("wecom_outbox", "key, status, attempts, lease_until - now() AS lease_left,"
+                                                 " next_attempt_at - now() AS wait_left, created_at, sent_at, last_error")):
+                lines += [f"{table}: {dict(r)}" for r in conn.execute(f"SELECT {cols} FROM {table}").fetchall()]
+    if app is not None:
+        with app.state.lock:
+            lines += [f"stand-in: {r['path']} at {r['at']:.3f} {r['json']}" for r in app.state.requests]
+    return "\n".join(lines)
 
 
 def inbox(db: Database) -> list[dict[str, Any]]:

@@ -30,12 +30,11 @@ class Fact:
 
     @property
     def sql(self) -> str:
-        """The aggregate over many rows: a sum, or for satisfaction the customer-weighted average."""
+        """The aggregate over rows of `tools.facts.fact_source`: a sum, or for satisfaction the
+        customer-weighted average (the source carries its weighted sum and the customers it covers)."""
         if self.additive:
             return f"sum({self.key})"
-        return (
-            f"sum({self.key} * customers) / nullif(sum(customers) filter (where {self.key} is not null), 0)"
-        )
+        return f"sum({self.key}_w) / nullif(sum({self.key}_n), 0)"
 
 
 @dataclass(frozen=True)
