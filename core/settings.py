@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # answers and sends (what `puyi serve` runs), so answering never slows acknowledgements.
     wecom_worker: Literal["inprocess", "separate"] = "inprocess"
 
+    # Alerts (`puyi alerts …`). The rules file is re-read whenever it changes; unset, it is the
+    # alert_rules.yaml of the folder imported last (else the copy stored at import, else the defaults).
+    alert_rules_file: Path | None = None
+    # How often the server evaluates new data and pushes new alerts to WeCom (0 = never).
+    alert_interval_minutes: float = 15.0
+
     @property
     def wecom_enabled(self) -> bool:
         return bool(self.wecom_corp_id and self.wecom_token and self.wecom_aes_key)
