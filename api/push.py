@@ -243,17 +243,21 @@ class OutboxSender:
 
     def _claim(self) -> dict[str, Any] | None:
         # One row per claim: its lease then covers just the one send about to happen. A later part
-        # of a message waits until every earlier part is sent.
+        # of a message waits until every earlier part is sent. The pick is a MATERIALIZED CTE, run
+        # exactly once: as `WHERE key IN (SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED)` the planner may
+        # rescan the sub-select once per outer row (a nested-loop semi join), and each rescan skips
+        # the rows this UPDATE already changed, so it leased every pending row while RETURNING
+        # handed back one: the others then waited out their lease unsent.
         with self.db.connection() as conn:
             return conn.execute(
-                "UPDATE wecom_outbox o SET lease_until = now() + make_interval(secs => %(lease)s),"
-                " attempts = o.attempts + 1"
-                " WHERE o.key IN (SELECT c.key FROM wecom_outbox c"
+                "WITH pick AS MATERIALIZED (SELECT c.key FROM wecom_outbox c"
                 "   WHERE c.status = 'pending' AND c.next_attempt_at <= now()"
                 "     AND (c.lease_until IS NULL OR c.lease_until < now())"
                 "     AND NOT EXISTS (SELECT 1 FROM wecom_outbox p WHERE p.group_key = c.group_key"
                 "                     AND p.seq < c.seq AND p.status <> 'sent')"
                 "   ORDER BY c.created_at, c.seq FOR UPDATE OF c SKIP LOCKED LIMIT 1)"
+                " UPDATE wecom_outbox o SET lease_until = now() + make_interval(secs => %(lease)s),"
+                " attempts = o.attempts + 1 FROM pick WHERE o.key = pick.key"
                 " RETURNING o.key, o.group_key, o.seq, o.to_users, o.msg_type, o.payload, o.attempts",
                 {"lease": self.lease_seconds},
             ).fetchone()

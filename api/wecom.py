@@ -370,15 +370,17 @@ class WeComChannel:
         """Lease up to `limit` stored messages to this process. A message whose lease ran out (its
         process stopped or crashed) is taken again. Each person's messages are answered one at a
         time, oldest first, so that a conversation stays in order across processes."""
+        # A MATERIALIZED CTE runs the pick once (see OutboxSender._claim: a sub-select in WHERE
+        # may be rescanned and then lease more than `limit` messages).
         with self.db.connection() as conn:
             return conn.execute(
-                "UPDATE wecom_inbox i SET lease_until = now() + make_interval(secs => %(lease)s),"
-                " attempts = i.attempts + 1"
-                " WHERE i.msg_id IN (SELECT c.msg_id FROM wecom_inbox c"
+                "WITH pick AS MATERIALIZED (SELECT c.msg_id FROM wecom_inbox c"
                 "   WHERE c.status = 'received' AND (c.lease_until IS NULL OR c.lease_until < now())"
                 "     AND NOT EXISTS (SELECT 1 FROM wecom_inbox e WHERE e.from_user = c.from_user"
                 "                     AND e.status = 'received' AND (e.received_at, e.msg_id) < (c.received_at, c.msg_id))"
                 "   ORDER BY c.received_at, c.msg_id FOR UPDATE OF c SKIP LOCKED LIMIT %(n)s)"
+                " UPDATE wecom_inbox i SET lease_until = now() + make_interval(secs => %(lease)s),"
+                " attempts = i.attempts + 1 FROM pick WHERE i.msg_id = pick.msg_id"
                 " RETURNING i.msg_id, i.from_user, i.msg_type, i.content, i.attempts",
                 {"lease": self.lease_seconds, "n": limit},
             ).fetchall()

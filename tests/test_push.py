@@ -8,7 +8,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, cast
 
 import pytest
 from fastapi import FastAPI
@@ -369,3 +370,50 @@ def test_one_token_for_a_burst_of_sends_and_no_secret_in_the_logs(standin, api: 
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "corpsecret=***" in logged and "access_token=***" in logged
     assert SECRET not in logged and "standin-" not in logged
+
+
+class NestedLoopPlans:
+    """The test database with the planner pushed to a nested-loop semi join, the plan that rescans
+    a `WHERE key IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` sub-select once per outer row."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.settings = db, db.settings
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self.db.connection() as conn:
+            for name in ("enable_hashagg", "enable_hashjoin", "enable_material", "enable_sort"):
+                conn.execute(f"SET {name} = off")
+            try:
+                yield conn
+            finally:
+                conn.execute("RESET ALL")
+
+
+def test_a_claim_leases_one_row_whatever_the_plan(outbox_db: Database, standin):
+    with outbox_db.connection() as conn:
+        for i in range(6):
+            push_markdown(conn, f"m{i}", [f"user{i}"], f"第{i}条")
+        conn.execute("ANALYZE wecom_outbox")
+    sender = make_sender(cast(Database, NestedLoopPlans(outbox_db)), standin)
+    claimed = sender._claim()
+    assert claimed is not None
+    assert [r["key"] for r in rows(outbox_db, "lease_until IS NOT NULL")] == [claimed["key"]]
+
+
+def test_the_answerer_leases_at_most_its_limit_whatever_the_plan(outbox_db: Database):
+    from api.wecom import WeComChannel
+
+    with outbox_db.connection() as conn:
+        conn.execute("DELETE FROM wecom_inbox")
+        for i in range(6):
+            conn.execute("INSERT INTO wecom_inbox (msg_id, from_user, msg_type, content) VALUES (%(m)s, %(u)s, 'text', '你好')",
+                         {"m": f"plan{i}", "u": f"user{i}"})
+        conn.execute("ANALYZE wecom_inbox")
+    channel = WeComChannel(outbox_db.settings, cast(Database, NestedLoopPlans(outbox_db)), assistant=None)
+    claimed = channel.claim_messages(2)
+    with outbox_db.connection() as conn:
+        leased = [r["msg_id"] for r in conn.execute(
+            "SELECT msg_id FROM wecom_inbox WHERE lease_until IS NOT NULL ORDER BY msg_id").fetchall()]
+        conn.execute("DELETE FROM wecom_inbox")
+    assert sorted(r["msg_id"] for r in claimed) == leased and len(leased) == 2
