@@ -16,3 +16,4 @@ class AgentContext:
     principal: Principal
     kb: KnowledgeBase | None = None
     llm: Any = None  # a langchain chat model, when one is configured; None = deterministic answers
+    channel: str | None = None  # the asker's channel (web, wecom, openai, cli…)

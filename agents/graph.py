@@ -27,7 +27,8 @@ def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, An
     if handler is None:
         return {"tool_calls": []}
     with runtime.context.db.connection() as conn:
-        ctx = ToolContext(conn=conn, principal=runtime.context.principal, kb=runtime.context.kb)
+        ctx = ToolContext(conn=conn, principal=runtime.context.principal, kb=runtime.context.kb,
+                          channel=runtime.context.channel)
         return {"tool_calls": handler(state["decision"], ctx)}
 
 

@@ -49,6 +49,9 @@ _CUES: dict[str, list[tuple[re.Pattern[str], float]]] = {
             (r"为什么.{0,12}(停牌|被停|关注|暂停|退出评估)|(停牌|关注|暂停).{0,6}(原因|为什么|怎么回事)", 4.0),
             (r"触发|规则命中|风险信号|风险提示", 2.0),
             (r"误报|处置|确认为|已采取措施", 2.0),
+            # a disposition of a numbered alert: "确认 #12", "#12 已采取措施"
+            (r"(确认|误报|已处置|处置|已采取措施|已整改|已处理)\s*(预警)?\s*[#＃]\s*\d+"
+             r"|[#＃]\s*\d+\s*号?\s*(预警)?\s*(确认|误报|已处置|已采取措施|已整改|已处理)", 4.0),
         )
     ],
     "element_plan": [
@@ -65,6 +68,10 @@ _CUES: dict[str, list[tuple[re.Pattern[str], float]]] = {
         (re.compile(p), w) for p, w in (
             (r"不良率|逾期率|不良余额|逾期余额|净利息|净贡献|利息收入|利息支出|手续费收入|中收|拨备|万户投诉率", 3.0),
             (r"余额|规模|日均|客户数|户数|新增客户|流失客户|发生额|投诉|满意度|运营成本|营收|收入|利润|贡献", 2.0),
+            # Other names of the facts (tools.metric_defs aliases); 逾期/不良 alone, unless it is about
+            # what happens to an overdue borrower (a knowledge question).
+            (r"不良贷款|新客|获客|流失|交易额|交易量|业务量|放款量|投放量|付息|资金成本|FTP|佣金收入|营运成本|经营成本"
+             r"|运营费用|信用减值|客诉|盈利|不良(?!信息|记录)|逾期(?!.{0,6}(怎么办|罚息|后果|影响|记录|利息|会|了|多久))", 2.0),
             (r"环比|同比|增速|增长率|趋势|走势|变化|排名|排行|前\s*\d+|前[一二三四五六七八九十]+(名|个|款)?|top\s*\d+|占比|份额", 2.0),
             (r"(\d{4}年)?\d{1,2}月(份)?|上月|本月|上个月|季度|今年以来|年初以来|去年|近\d+个?月|近[一二三四五六七八九十]+个月|最近.{0,3}月", 1.0),
             (r"产品评价|评分卡|记分卡|打分|生命周期阶段|低效产品|退出候选|该不该退出|内部替代|内耗|新客户.{0,6}(从哪|来自)|替代", 3.0),
@@ -219,8 +226,11 @@ def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
     return decision
 
 
-_EVALUATION_RE = re.compile(r"产品评价|评价|评分卡|记分卡|评分|打分|生命周期|低效|退出候选|该不该退出|哪些.{0,4}退出|竞争|同类.{0,4}比较")
-_SUBSTITUTION_RE = re.compile(r"内部替代|内耗|替代|蚕食|新客户.{0,8}(从哪|来自|哪里来|哪儿来)|新客.{0,6}(从哪|来自|哪里来)")
+_EVALUATION_RE = re.compile(r"产品评价|评价|评分卡|记分卡|评分|打分|生命周期|低效|退出候选|该不该退出|哪些.{0,4}退出|竞争|格局|此消彼长|同类.{0,4}比较")
+_SUBSTITUTION_RE = re.compile(
+    r"内部替代|内耗|替代|蚕食|左手倒右手|新客户.{0,8}(从哪|来自|哪里来|哪儿来)|新客.{0,6}(从哪|来自|哪里来)"
+    r"|客户.{0,6}(从哪里?来|哪里来|哪儿来)|(新增资金|资金|增量).{0,6}(从哪|来自哪|哪里来)"
+)
 
 
 def metrics_intent(text: str) -> str:
@@ -233,14 +243,26 @@ def metrics_intent(text: str) -> str:
     return "metric"
 
 
-_DISPOSE_RE = re.compile(r"(确认|误报|已处置|已采取措施|已整改|处置)")
-_ALERT_ID_RE = re.compile(r"(?:预警|告警|alert)?\s*[#＃]\s*(\d+)|(?:预警|告警)\s*(\d+)", re.IGNORECASE)
+_DISPOSE_WORD = r"(?:确认|误报|已处置|已采取措施|已整改|已处理|处置)"
+# The disposition word next to the alert's number: "确认 #12", "误报 预警#12", "#12 已采取措施".
+_DISPOSE_RE = re.compile(
+    rf"{_DISPOSE_WORD}\s*(?:预警|告警)?\s*[#＃]\s*\d+|[#＃]\s*\d+\s*号?\s*(?:预警|告警)?\s*[,，:：]?\s*{_DISPOSE_WORD}"
+)
+_ALERT_ID_RE = re.compile(
+    r"(?:预警|告警|alert)?\s*[#＃]\s*(\d+)|(?:预警|告警)\s*(?:编号)?\s*(\d+)(?!\d)(?!\s*[月年日号条个%])", re.IGNORECASE
+)
+
+
+def alert_id_in(text: str) -> int | None:
+    """The alert number a message names ("预警 #12", "#12", "预警12"), or None."""
+    m = _ALERT_ID_RE.search(text)
+    return int(m.group(1) or m.group(2)) if m else None
 
 
 def alert_intent(text: str) -> str:
     """alert route: `dispose` (a disposition of a numbered alert), `list` (which alerts there are)
     or `explain` (why a product's alert fired)."""
-    if _DISPOSE_RE.search(text) and _ALERT_ID_RE.search(text):
+    if _DISPOSE_RE.search(text) and not re.search(r"为什么|怎么回事|是什么原因", text):
         return "dispose"
     if re.search(r"有哪些|哪些产品|列出|清单|列表|多少(个|条)|最新.{0,4}预警|本月.{0,4}预警", text) and not re.search(r"为什么|原因|怎么回事", text):
         return "list"

@@ -87,7 +87,7 @@ class Assistant:
         if channel is not None and session_id:
             with self.db.connection() as conn:
                 check_session(conn, session, who.user_id)
-        context = AgentContext(db=self.db, principal=who, kb=self.kb, llm=self.llm)
+        context = AgentContext(db=self.db, principal=who, kb=self.kb, llm=self.llm, channel=channel)
         state: dict[str, Any] = {}
         for update in self.graph.stream(
             {"question": text, "session_id": session}, context=context, stream_mode="updates"

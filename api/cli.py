@@ -26,6 +26,8 @@ eval_app = typer.Typer(no_args_is_help=True, help="评测 (evaluation)")
 app.add_typer(eval_app, name="eval")
 users_app = typer.Typer(no_args_is_help=True, help="用户与登录令牌")
 app.add_typer(users_app, name="users")
+alerts_app = typer.Typer(no_args_is_help=True, help="风险预警：评估、列表、处置复盘与企业微信推送 (alerts)")
+app.add_typer(alerts_app, name="alerts")
 
 # The real laws shipped beside the development tree; `make run` and the evaluation ingest them.
 DEFAULT_REGULATIONS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "regulations"
@@ -390,6 +392,22 @@ def bench_serve_cmd(
         out.print(line, highlight=False)
 
 
+@bench_app.command("metrics")
+def bench_metrics_cmd(
+    rows: Annotated[int, typer.Option("--rows", help="合成银行的月度事实行数")] = 10_000_000,
+    loans: Annotated[int, typer.Option("--loans", help="合成贷款笔数（预警运行计时；0 = 跳过）")] = 1_000_000,
+    skip_synthetic: Annotated[bool, typer.Option("--skip-synthetic", help="只测已导入的银行")] = False,
+) -> None:
+    """指标问答延迟 p50/p95：已导入的银行与千万行合成事实表；以及百万笔贷款时的预警运行耗时。"""
+    from eval.bench_metrics import bench_metrics
+
+    try:
+        for line in bench_metrics(rows=rows, loans=loans, skip_synthetic=skip_synthetic):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+    except PuyiError as exc:
+        _fail(str(exc))
+
+
 @users_app.command("token")
 def users_token_cmd(
     user_id: Annotated[str, typer.Argument(help="用户编号")],
@@ -488,6 +506,169 @@ def worker_cmd() -> None:
         await run_worker(settings, stop)
 
     asyncio.run(main())
+
+
+def _print_rule_status(status: dict[str, Any]) -> None:
+    """Problems of the alert rules file: the rules in force stay, and the operator is told why."""
+    for problem in status.get("errors", []):
+        err.print(f"预警规则有误（{status['source']}），沿用此前生效的规则（{status['in_force_from']}）：{problem}",
+                  style="red", markup=False, highlight=False, soft_wrap=True)
+    for warning in status.get("warnings", []):
+        err.print(f"预警规则提示（{status['source']}）：{warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def _alert_table(columns: list[str], rows: list[list[Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(*columns, show_lines=False, highlight=False)
+    for row in rows:
+        table.add_row(*("—" if v is None or v == "" else str(v) for v in row))
+    return table
+
+
+@alerts_app.command("run")
+def alerts_run_cmd(
+    month: Annotated[str | None, typer.Option("--month", help="评估的月份 YYYY-MM（默认最新月份）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """按当前预警规则评估最新月份（或 --month），记录预警事件和证据；重复运行不会重复记录。"""
+    from tools.alerts import parse_month, run_alerts
+
+    with _database() as db:
+        try:
+            result = run_alerts(db, parse_month(month))
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    _print_rule_status(result["rules"])
+    if as_json:
+        print(_json(result))
+        return
+    out.print(
+        f"{result['month_label']}：触发 {result['fired']} 条预警（新增 {result['new']}，更新 {result['updated']}，"
+        f"未变 {result['unchanged']}，失效 {result['deactivated']}），用时 {result['seconds']:.2f} 秒；"
+        f"规则来源：{result['rules']['in_force_from']}",
+        highlight=False, markup=False, soft_wrap=True,
+    )
+    if result["events"]:
+        out.print(_alert_table(
+            ["编号", "级别", "产品", "规则", "触发值", "条件", "本次新增"],
+            [[f"#{e['id']}", e["level_name"], f"{e['product_name']}（{e['product_code']}）", e["title"], e["display"],
+              e["condition"], "是" if e["new"] else ""] for e in result["events"]],
+        ))
+
+
+@alerts_app.command("list")
+def alerts_list_cmd(
+    month: Annotated[str | None, typer.Option("--month", help="月份 YYYY-MM（默认最近有预警的月份）")] = None,
+    level: Annotated[str | None, typer.Option("--level", help="suspend（停牌）| watch（关注）| exit_review（退出评估）")] = None,
+    product: Annotated[str | None, typer.Option("--product", help="产品编码")] = None,
+    include_inactive: Annotated[bool, typer.Option("--all", help="包括已失效的预警")] = False,
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份查看（客户经理看不到全行数值）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """列出预警事件（按级别、产品筛选），并报告预警规则文件的问题。"""
+    from core.access import load_principal
+    from tools.alert_rules import rulebook
+    from tools.alerts import list_alerts
+    from tools.context import ToolContext
+
+    with _database() as db, db.connection() as conn:
+        try:
+            who = load_principal(conn, as_user)
+            result = list_alerts(ToolContext(conn=conn, principal=who), month=month, level=level, product=product,
+                                 active=None if include_inactive else True)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+        result["rules"] = rulebook(db.settings).current(conn).status()
+    _print_rule_status(result["rules"])
+    if as_json:
+        print(_json(result))
+        return
+    out.print(f"{result['month_label']}预警（{result['scope']}）：共 {result['total']} 条（{result['by_level_text']}）",
+              highlight=False, markup=False, soft_wrap=True)
+    if result["last_run"] is None:
+        out.print("尚未运行过预警评估：puyi alerts run", highlight=False, markup=False, soft_wrap=True)
+    if result["items"]:
+        out.print(_alert_table(
+            ["编号", "级别", "产品", "规则", "触发值", "条件", "处置", "状态"],
+            [[f"#{i['id']}", i["level_name"], f"{i['product_name']}（{i['product_code']}）", i["title"], i["display"],
+              i["condition"], i["disposition_name"], "有效" if i["active"] else "已失效"] for i in result["items"]],
+        ))
+
+
+@alerts_app.command("review")
+def alerts_review_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """每条规则的触发数、处置数和精确率（确认+已采取措施）/已处置，并根据处置结果建议阈值。"""
+    from tools.alert_rules import rulebook
+    from tools.alerts import review_rules
+
+    with _database() as db, db.connection() as conn:
+        ruleset = rulebook(db.settings).current(conn)
+        result = review_rules(conn, ruleset)
+    _print_rule_status(ruleset.status())
+    if as_json:
+        print(_json(result))
+        return
+    out.print(f"预警规则复盘：共触发 {result['total_fired']} 条，已处置 {result['total_disposed']} 条"
+              f"（至少 {result['min_disposed']} 条处置才给出阈值建议）", highlight=False, markup=False, soft_wrap=True)
+    out.print(_alert_table(
+        ["规则", "条件", "触发", "已处置", "确认", "误报", "已采取措施", "精确率", "建议阈值"],
+        [[f"{r['rule']}（{r['title']}）", r["condition"], r["fired"], r["disposed"], r["confirmed"], r["false_alarm"],
+          r["action_taken"], r["precision_display"], (r["suggestion"] or {}).get("threshold_display", "—")]
+         for r in result["rules"]],
+    ))
+    for r in result["rules"]:
+        out.print(f"- {r['rule']}：{r['advice']}", highlight=False, markup=False, soft_wrap=True)
+
+
+@alerts_app.command("dispose")
+def alerts_dispose_cmd(
+    alert_id: Annotated[int, typer.Argument(help="预警编号")],
+    disposition: Annotated[str, typer.Argument(help="confirmed（确认）| false_alarm（误报）| action_taken（已采取措施）")],
+    note: Annotated[str, typer.Option("--note", help="备注，例如误报原因")] = "",
+    as_user: Annotated[str | None, typer.Option("--as", help="处置人（风险管理或管理员的用户编号）")] = None,
+) -> None:
+    """记录一条预警的处置结果（仅风险管理和管理员）。"""
+    from core.access import load_principal
+    from tools.alerts import record_disposition
+
+    with _database() as db, db.connection() as conn:
+        try:
+            who = load_principal(conn, as_user)
+            result = record_disposition(conn, alert_id, who, disposition, note=note, channel="cli")
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    a = result["alert"]
+    out.print(f"已记录：预警 #{result['alert_id']}（{a['product_name']} · {a['title']}，{a['month']}）处置为"
+              f"「{result['disposition_name']}」，处置人 {result['user_name']}" + (f"；备注：{result['note']}" if result["note"] else ""),
+              highlight=False, markup=False, soft_wrap=True)
+
+
+@alerts_app.command("push")
+def alerts_push_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将推送的预警和接收人，不入队、不发送")] = False,
+) -> None:
+    """把尚未推送的预警以企业微信卡片（附趋势图）推送给产品经理和风险管理人员，每条只推一次。"""
+    from tools.alert_push import push_configured, push_new_alerts, send_queued
+
+    settings = get_settings()
+    if not dry_run and not push_configured(settings):
+        _fail("企业微信未配置，未推送任何预警（需要 PUYI_WECOM_CORP_ID、PUYI_WECOM_SECRET、PUYI_WECOM_AGENT_ID）"
+              " (WeCom is not configured: nothing was queued)")
+    with _database(settings) as db:
+        result = push_new_alerts(db, settings, dry_run=dry_run)
+        for line in result["lines"]:
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(result["message"], highlight=False, markup=False, soft_wrap=True)
+        if result["queued"]:
+            sent = send_queued(db, settings)
+            out.print(f"已发送 {sent} 条企业微信消息；其余由服务的发送进程重试。" if sent
+                      else "消息已入队，由服务的发送进程发送。", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
 """The WeCom outbox: how Puyi pushes messages to people (answers, alerts).
 
-`push_markdown` / `push_card` queue rows in `wecom_outbox` inside the caller's transaction, once per
-key, ever. `OutboxSender.send_due` sends what is due; any number of processes may run one on the same
+`push_markdown` / `push_card` / `push_image` / `push_card_with_image` queue rows in `wecom_outbox`
+inside the caller's transaction, once per key, ever. `OutboxSender.send_due` sends what is due; any number of processes may run one on the same
 database: a row is leased (FOR UPDATE SKIP LOCKED) by one of them at a time, parts of one message go
 out in order, and a failed attempt is retried with backoff until sent, so nothing queued is lost.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import random
+import re
 import unicodedata
 from bisect import bisect_right
 from contextlib import AbstractContextManager, nullcontext
@@ -18,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from api.wecom_client import PermanentSendError, TransientSendError, WeComClient
+from api.wecom_client import PNG_SIGNATURE, PermanentSendError, TransientSendError, WeComClient
 from core.db import Database
 from core.errors import PuyiError
 
@@ -27,6 +30,7 @@ log = logging.getLogger("puyi.wecom")
 MARKDOWN_LIMIT = 2048  # bytes of UTF-8: WeCom refuses longer markdown content
 MAX_USERS = 1000  # per message/send call
 CARD_TITLE_BYTES, CARD_DESCRIPTION_BYTES, CARD_URL_BYTES, CARD_BUTTON_CHARS = 128, 512, 2048, 4
+IMAGE_MAX_BYTES = 2_000_000  # WeCom takes images up to 2 MB (10 MB in newer versions): stay under both
 
 _SENTENCE_ENDS = frozenset("。！？；!?;，,、 \t")
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
@@ -148,12 +152,14 @@ def _transaction(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
     return conn.transaction() if conn.autocommit else nullcontext()
 
 
-def _queue(conn: psycopg.Connection[Any], key: str, users: list[str], msg_type: str,
+def _queue(conn: psycopg.Connection[Any], key: str, users: list[str], msg_type: str | list[str],
            payloads: list[dict[str, Any]]) -> bool:
+    # One message type for every part, or one per part (a card then its chart).
+    types = [msg_type] * len(payloads) if isinstance(msg_type, str) else msg_type
     if len(payloads) == 1:
-        rows = [(key, 0, payloads[0])]
+        rows = [(key, 0, types[0], payloads[0])]
     else:
-        rows = [(f"{key}#{i}", i, p) for i, p in enumerate(payloads, 1)]
+        rows = [(f"{key}#{i}", i, t, p) for i, (t, p) in enumerate(zip(types, payloads, strict=True), 1)]
     with _transaction(conn):
         # Serialise pushes of one key until the transaction ends, so a second push of the key
         # (even of a text split differently) sees the first and queues nothing.
@@ -161,11 +167,11 @@ def _queue(conn: psycopg.Connection[Any], key: str, users: list[str], msg_type: 
         if conn.execute("SELECT 1 FROM wecom_outbox WHERE group_key = %(k)s OR key = %(k)s LIMIT 1",
                         {"k": key}).fetchone():
             return False
-        for row_key, seq, payload in rows:
+        for row_key, seq, row_type, payload in rows:
             conn.execute(
                 "INSERT INTO wecom_outbox (key, group_key, seq, to_users, msg_type, payload)"
                 " VALUES (%(key)s, %(g)s, %(seq)s, %(u)s, %(t)s, %(p)s) ON CONFLICT (key) DO NOTHING",
-                {"key": row_key, "g": key, "seq": seq, "u": users, "t": msg_type, "p": Jsonb(payload)},
+                {"key": row_key, "g": key, "seq": seq, "u": users, "t": row_type, "p": Jsonb(payload)},
             )
         # Wakes a sender in any process at commit (`puyi worker` listens); polling is the fallback.
         conn.execute("SELECT pg_notify('puyi_wecom', 'outbox')")
@@ -187,6 +193,10 @@ def push_card(conn: psycopg.Connection[Any], key: str, to_users: list[str], titl
     """Queue a text card (title, short description, a link button). Same once-per-key rule."""
     _check_key(key)
     users = _check_users(to_users)
+    return _queue(conn, key, users, "textcard", [_card(title, description, url, btntxt)])
+
+
+def _card(title: str, description: str, url: str, btntxt: str) -> dict[str, Any]:
     checks = [
         (title, CARD_TITLE_BYTES, "卡片标题", "card title"),
         (description, CARD_DESCRIPTION_BYTES, "卡片描述", "card description"),
@@ -201,8 +211,50 @@ def push_card(conn: psycopg.Connection[Any], key: str, to_users: list[str], titl
         raise PuyiError(f"卡片链接须以 http:// 或 https:// 开头：{url!r} (card url must be http(s))")
     if not btntxt or len(btntxt) > CARD_BUTTON_CHARS:
         raise PuyiError(f"按钮文字须为 1 到 {CARD_BUTTON_CHARS} 个字 (button text must be 1-{CARD_BUTTON_CHARS} characters)")
-    payload = {"title": title, "description": description, "url": url, "btntxt": btntxt}
-    return _queue(conn, key, users, "textcard", [payload])
+    return {"title": title, "description": description, "url": url, "btntxt": btntxt}
+
+
+def _image(png: bytes, filename: str) -> dict[str, Any]:
+    # The picture itself goes into the row, so that the row is all a sender needs: WeCom's media_id
+    # lives 3 days, longer than a message may wait in the outbox, so it is uploaded at send time.
+    if not isinstance(png, bytes | bytearray) or bytes(png[:8]) != PNG_SIGNATURE:
+        raise PuyiError("推送图片须为 PNG (push image must be PNG bytes)")
+    if len(png) > IMAGE_MAX_BYTES:
+        raise PuyiError(f"推送图片超过 {IMAGE_MAX_BYTES} 字节 (push image larger than {IMAGE_MAX_BYTES} bytes)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}\.png", filename):
+        raise PuyiError(f"图片文件名无效：{filename!r} (image file name must be ASCII ending in .png)")
+    return {"png_base64": base64.b64encode(bytes(png)).decode("ascii"), "filename": filename}
+
+
+def push_image(conn: psycopg.Connection[Any], key: str, to_users: list[str], png_bytes: bytes,
+               filename: str = "chart.png") -> bool:
+    """Queue a PNG image message. Same once-per-key rule."""
+    _check_key(key)
+    users = _check_users(to_users)
+    return _queue(conn, key, users, "image", [_image(png_bytes, filename)])
+
+
+def push_card_with_image(conn: psycopg.Connection[Any], key: str, to_users: list[str], title: str,
+                         description: str, url: str, png_bytes: bytes, btntxt: str = "详情",
+                         filename: str = "chart.png") -> bool:
+    """Queue a text card and then a PNG image as one message of two parts (`key#1`, `key#2`): the
+    image goes out after the card, and is given up with it should the card be refused."""
+    _check_key(key)
+    users = _check_users(to_users)
+    return _queue(conn, key, users, ["textcard", "image"],
+                  [_card(title, description, url, btntxt), _image(png_bytes, filename)])
+
+
+def push_markdown_with_image(conn: psycopg.Connection[Any], key: str, to_users: list[str], text: str,
+                             png_bytes: bytes, filename: str = "chart.png") -> bool:
+    """Queue a short markdown message (one part) and then a PNG image, like `push_card_with_image`."""
+    _check_key(key)
+    users = _check_users(to_users)
+    if not isinstance(text, str) or not text.strip():
+        raise PuyiError("推送内容为空 (push text is empty)")
+    if len(text.encode()) > MARKDOWN_LIMIT:
+        raise PuyiError(f"推送内容超过 {MARKDOWN_LIMIT} 字节 (markdown before an image must fit one message)")
+    return _queue(conn, key, users, ["markdown", "image"], [{"content": text}, _image(png_bytes, filename)])
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -266,7 +318,7 @@ class OutboxSender:
         key, attempts = row["key"], row["attempts"]
         users = list(row["to_users"])
         try:
-            result = self.client.send(users, row["msg_type"], row["payload"])
+            result = self.client.send(users, row["msg_type"], self._payload(row))
         except PermanentSendError as exc:
             self._fail(row, str(exc))
             return 0
@@ -297,6 +349,17 @@ class OutboxSender:
             log.warning("wecom outbox: %s sent, but WeCom could not deliver to %s", key, missing)
         log.info("wecom outbox: %s sent to %s (attempt %d)", key, "|".join(users), attempts)
         return 1
+
+    def _payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        """What message/send gets: an image is uploaded first (each attempt: media ids expire)."""
+        payload: dict[str, Any] = row["payload"]
+        if row["msg_type"] == "image" and "png_base64" in payload:
+            try:
+                png = base64.b64decode(payload["png_base64"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PermanentSendError(f"推送图片内容损坏 (stored image is not valid base64): {exc}") from exc
+            return {"media_id": self.client.upload_image(png, payload.get("filename") or "chart.png")}
+        return payload
 
     def _fail(self, row: dict[str, Any], error: str) -> None:
         log.error("wecom outbox: %s to %s failed for good (attempt %d): %s",

@@ -235,6 +235,61 @@ def metrics(
     return {"product": product, "scope": label, "months": rows}
 
 
+# Alerts: the list, one alert's explanation and dispositions (risk and admin users).
+
+
+class DispositionRequest(BaseModel):
+    disposition: str = Field(description="confirmed（确认）| false_alarm（误报）| action_taken（已采取措施）")
+    note: str = Field(default="", max_length=2000, description="备注，例如误报原因（可选）")
+
+
+@router.get("/alerts", tags=["风险预警"])
+def alerts_list(
+    request: Request,
+    who: Who,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="月份 YYYY-MM（默认最近有预警的月份）")] = None,
+    level: Annotated[str | None, Query(description="suspend | watch | exit_review")] = None,
+    product: Annotated[str | None, Query(description="产品编码")] = None,
+    include_inactive: Annotated[bool, Query(alias="all", description="包括已失效的预警")] = False,
+) -> dict[str, Any]:
+    """Alert events of a month (bank-wide figures only for bank-wide roles), and the state of the
+    alert rules: where they come from and any error in the rules file (the previous rules stay)."""
+    from tools.alert_rules import rulebook
+    from tools.alerts import list_alerts
+
+    with request.app.state.db.connection() as conn:
+        result = list_alerts(ToolContext(conn=conn, principal=who), month=month, level=level, product=product,
+                             active=None if include_inactive else True)
+        result["rules"] = rulebook(request.app.state.db.settings).current(conn).status()
+    return result
+
+
+@router.get("/alerts/{alert_id}", tags=["风险预警"])
+def alert_detail(alert_id: int, request: Request, who: Who) -> dict[str, Any]:
+    """Why an alert fired: rule and threshold, value and six-month trend, contributing loans
+    (masked), branch concentration and next steps — limited to your branch scope."""
+    from tools.alerts import explain_alert
+
+    with request.app.state.db.connection() as conn:
+        result = explain_alert(ToolContext(conn=conn, principal=who), alert_id=alert_id)
+    if result["status"] == "not_found":
+        raise HTTPException(404, f"没有编号为 #{alert_id} 的预警 (no such alert)")
+    return mask_data(result)  # type: ignore[no-any-return]
+
+
+@router.post("/alerts/{alert_id}/disposition", tags=["风险预警"])
+def alert_disposition(alert_id: int, body: DispositionRequest, request: Request, who: Who) -> dict[str, Any]:
+    """Record a disposition of an alert (risk and admin users)."""
+    from tools.alerts import AlertNotFound, record_disposition
+
+    require(who, "dispose_alert")
+    with request.app.state.db.connection() as conn:
+        try:
+            return record_disposition(conn, alert_id, who, body.disposition, body.note, channel="api")
+        except AlertNotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+
 # Admin: add documents to the knowledge base.
 
 SAFE_NAME = re.compile(r"[^\w.\-\u4e00-\u9fff（）()]+")

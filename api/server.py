@@ -23,6 +23,7 @@ from api.webchat import mount_webchat
 from core.db import Database, open_database
 from core.errors import BadQuestion, DatabaseUnavailable, PuyiError, UnknownUser
 from core.settings import Settings, get_settings
+from tools.alert_push import AlertScheduler
 
 log = logging.getLogger("puyi.server")
 
@@ -90,11 +91,16 @@ def create_app(
         app.state.assistant = assistant or Assistant(database)
         app.state.wecom = wecom.WeComChannel(conf, database, app.state.assistant)
         await app.state.wecom.start()
+        # Every alert_interval_minutes: evaluate the alert rules and push new alerts (one process
+        # at a time across workers and replicas: an advisory lock in PostgreSQL).
+        app.state.alerts = AlertScheduler(conf, database, on_queued=app.state.wecom.notify_outbox)
+        await app.state.alerts.start()
         try:
             yield
         finally:
             # The server has stopped taking requests and finished those in flight; the workers
             # finish the message in hand (anything unfinished stays in PostgreSQL for the next start).
+            await app.state.alerts.stop()
             await app.state.wecom.stop()
             if own_db:
                 database.close()

@@ -1,4 +1,5 @@
-"""A small synchronous client for the WeCom (企业微信) server API: the access token and message/send.
+"""A small synchronous client for the WeCom (企业微信) server API: the access token, message/send and
+media/upload (images).
 
 Errors are sorted for the outbox: a `TransientSendError` is retried later (the message stays
 queued), a `PermanentSendError` marks that one message failed. Secrets (corpsecret, access_token)
@@ -26,6 +27,7 @@ BUSY_ERRCODES = frozenset({-1, 45009, 45033})
 CONFIG_ERRCODES = frozenset({40001, 40013, 40014, 40056, 41001, 42001, 48002, 60020})
 # Refresh this long before the token's announced expiry (WeCom gives 7200 s).
 TOKEN_MARGIN_SECONDS = 300.0
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class SendError(Exception):
@@ -146,12 +148,26 @@ class WeComClient:
             if errcode in TOKEN_ERRCODES and attempt == 1:
                 self.invalidate(token)
                 continue
-            detail = f"企业微信拒绝了消息：errcode {errcode} {body.get('errmsg', '')}"
-            if errcode in BUSY_ERRCODES:
-                raise TransientSendError(detail + " (WeCom busy or rate limited)", errcode)
-            if errcode in CONFIG_ERRCODES:
-                raise TransientSendError(detail + " (WeCom configuration problem; retried until fixed)", errcode)
-            raise PermanentSendError(detail + " (message refused)", errcode)
+            raise _refusal(f"企业微信拒绝了消息：errcode {errcode} {body.get('errmsg', '')}", errcode, "message refused")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def upload_image(self, data: bytes, filename: str = "chart.png") -> str:
+        """Upload an image as temporary media (POST /cgi-bin/media/upload?type=image) and return
+        its media_id. WeCom keeps it 3 days, so upload right before the send that uses it."""
+        content_type = "image/png" if data[:8] == PNG_SIGNATURE else "image/jpeg"
+        for attempt in (1, 2):
+            token = self.access_token()
+            body = self._call("POST", "/cgi-bin/media/upload", params={"access_token": token, "type": "image"},
+                              files={"media": (filename, data, content_type)})
+            errcode = _errcode(body)
+            if errcode == 0 and body.get("media_id"):
+                return str(body["media_id"])
+            if errcode in TOKEN_ERRCODES and attempt == 1:
+                self.invalidate(token)
+                continue
+            if errcode == 0:  # accepted without an id: WeCom's trouble, not the image's
+                raise TransientSendError("企业微信上传图片未返回 media_id (WeCom upload answered without a media_id)")
+            raise _refusal(f"企业微信拒绝了图片上传：errcode {errcode} {body.get('errmsg', '')}", errcode, "image refused")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -173,6 +189,15 @@ class WeComClient:
         if not isinstance(body, dict):
             raise TransientSendError(f"企业微信接口返回格式异常 {path} (unexpected WeCom API answer)")
         return body
+
+
+def _refusal(detail: str, errcode: int, what: str) -> SendError:
+    """How a refusal is retried: busy and configuration codes later, anything else never."""
+    if errcode in BUSY_ERRCODES:
+        return TransientSendError(detail + " (WeCom busy or rate limited)", errcode)
+    if errcode in CONFIG_ERRCODES:
+        return TransientSendError(detail + " (WeCom configuration problem; retried until fixed)", errcode)
+    return PermanentSendError(detail + f" ({what})", errcode)
 
 
 def _errcode(body: dict[str, Any]) -> int:

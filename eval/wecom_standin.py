@@ -1,14 +1,16 @@
 """A local stand-in for the WeCom server API, for tests and `puyi bench serve`.
 
-It implements GET /cgi-bin/gettoken and POST /cgi-bin/message/send closely enough for Puyi's
-client: access tokens are checked, every request is recorded, and switches on `app.state` make
-it fail the way WeCom does:
+It implements GET /cgi-bin/gettoken, POST /cgi-bin/message/send and POST /cgi-bin/media/upload
+(images: a multipart `media` part that must be a PNG; an image message must use a media_id it
+issued) closely enough for Puyi's client: access tokens are checked, every request is recorded,
+and switches on `app.state` make it fail the way WeCom does:
 
     app.state.fail_next = 2            # the next 2 sends fail …
     app.state.fail_mode = "http500"    # … with HTTP 500 ("busy": errcode -1, "ratelimit": 45009)
     app.state.down = True              # every call answers 503 until set back to False
     app.state.delay = 0.2              # each send takes this long (to make senders overlap)
     app.state.invalid_users = {"bob"}  # like a user outside the app's visible range
+    app.state.upload_fail_next = 1     # the next upload fails (in fail_mode's way)
     expire_tokens(app)                 # issued tokens answer 42001 (expired)
 
 Unlike WeCom it does not drop duplicate messages: tests count exactly what was sent.
@@ -26,10 +28,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
 
 from eval.live import serve
 
 MARKDOWN_LIMIT = 2048
+IMAGE_LIMIT = 2 * 1024 * 1024  # what WeCom's media/upload takes for an image
 
 
 def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
@@ -45,6 +49,8 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
     state.down = False
     state.invalid_users = set()
     state.delay = 0.0
+    state.upload_fail_next = 0
+    state.uploads = []  # accepted uploads: {"media_id", "filename", "content_type", "data"}
 
     def record(request: Request, body: Any) -> None:
         with state.lock:
@@ -93,6 +99,11 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
         if expiry < time.time():
             return {"errcode": 42001, "errmsg": "access_token expired"}
         problem = _check_message(body)
+        if problem is None and body.get("msgtype") == "image":
+            with state.lock:
+                issued = {u["media_id"] for u in state.uploads}
+            if body["image"].get("media_id") not in issued:
+                problem = {"errcode": 40007, "errmsg": "invalid media_id"}
         if problem is not None:
             return problem
         users = body["touser"].split("|")
@@ -105,6 +116,44 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
         if invalid:
             answer["invaliduser"] = "|".join(invalid)
         return answer
+
+    @app.post("/cgi-bin/media/upload")
+    async def upload(request: Request) -> Any:
+        form = await request.form()
+        media = form.get("media")
+        record(request, None)
+        if state.down:
+            return JSONResponse({"errcode": -1, "errmsg": "stand-in is down"}, status_code=503)
+        with state.lock:
+            failing = state.upload_fail_next > 0
+            if failing:
+                state.upload_fail_next -= 1
+            expiry = state.tokens.get(request.query_params.get("access_token", ""))
+        if failing:
+            if state.fail_mode == "busy":
+                return {"errcode": -1, "errmsg": "system busy"}
+            if state.fail_mode == "ratelimit":
+                return {"errcode": 45009, "errmsg": "api freq out of limit"}
+            return JSONResponse({"errcode": -1, "errmsg": "internal error"}, status_code=500)
+        if expiry is None:
+            return {"errcode": 40014, "errmsg": "invalid access_token"}
+        if expiry < time.time():
+            return {"errcode": 42001, "errmsg": "access_token expired"}
+        if request.query_params.get("type") != "image":
+            return {"errcode": 40004, "errmsg": "invalid media type"}
+        if not isinstance(media, UploadFile) or not media.filename:
+            return {"errcode": 41005, "errmsg": "media data missing"}
+        data = await media.read()
+        if data[:8] != b"\x89PNG\r\n\x1a\n":
+            return {"errcode": 40005, "errmsg": "invalid file type"}
+        if len(data) > IMAGE_LIMIT:
+            return {"errcode": 40006, "errmsg": "invalid file size"}
+        media_id = "media-" + uuid.uuid4().hex
+        with state.lock:
+            state.uploads.append({"media_id": media_id, "filename": media.filename,
+                                  "content_type": media.content_type, "data": data})
+        return {"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
+                "created_at": str(int(time.time()))}
 
     return app
 
@@ -132,6 +181,8 @@ def reset(app: FastAPI) -> None:
         app.state.messages.clear()
         app.state.fail_next, app.state.fail_mode, app.state.down = 0, "http500", False
         app.state.invalid_users, app.state.delay = set(), 0.0
+        app.state.upload_fail_next = 0
+        app.state.uploads.clear()
 
 
 def expire_tokens(app: FastAPI) -> None:
@@ -143,6 +194,12 @@ def sent_messages(app: FastAPI) -> list[dict[str, Any]]:
     """A copy of the accepted message/send bodies."""
     with app.state.lock:
         return list(app.state.messages)
+
+
+def uploads(app: FastAPI) -> list[dict[str, Any]]:
+    """A copy of the accepted image uploads."""
+    with app.state.lock:
+        return list(app.state.uploads)
 
 
 def send_requests(app: FastAPI) -> list[dict[str, Any]]:

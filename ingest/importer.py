@@ -971,6 +971,12 @@ def _import(db: Database, folder: Path, replace: bool, say: Callable[[str], None
                     f"库中已有另一家银行的数据（总行 {current}），本目录的总行是 {bank.head_office}；"
                     f"如确要用本目录替换，请使用 --replace (a different bank is loaded; use --replace to swap it)",
                 )])
+            if replaced:
+                # Another bank's alerts: its products and months could collide with this bank's and
+                # pass for events already raised (and pushed).
+                conn.execute("DELETE FROM alert_dispositions")
+                conn.execute("DELETE FROM alert_events")
+                conn.execute("DELETE FROM alert_runs")
             counts = _load(conn, bank, say)
             seconds = time.perf_counter() - started
             conn.execute(

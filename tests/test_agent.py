@@ -55,14 +55,8 @@ def test_trace_down_up_map_list_count_through_the_graph(assistant: Assistant):
 
 
 def test_routes_not_built_yet_answer_clearly_on_the_right_route(assistant: Assistant):
-    for question, route in [
-        ("9月薪易快贷的不良率是多少？", "metrics"),
-        ("为什么抵押经营贷被停牌了？", "alert"),
-        ("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%", "element_plan"),
-    ]:
-        a = assistant.ask(question)
-        assert a.route == route, question
-        assert "尚未开放" in a.answer
+    a = assistant.ask("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%")
+    assert a.route == "element_plan" and "尚未开放" in a.answer
 
 
 def test_help_and_refusal(assistant: Assistant):

@@ -169,6 +169,9 @@ def test_other_bank_without_replace_is_refused(loaded: Database, tmp_path: Path)
 
 
 def test_other_bank_with_replace_swaps(loaded: Database, tmp_path: Path) -> None:
+    from tools.alerts import run_alerts
+
+    assert run_alerts(loaded)["fired"] > 0  # the first bank's alerts must not pass for the second's
     result = import_folder(loaded, write_small_bank(tmp_path / "other", head_office="H900"), replace=True)
     assert result.status == "loaded" and result.head_office == "H900"
     snap = snapshot(loaded)
@@ -177,6 +180,8 @@ def test_other_bank_with_replace_swaps(loaded: Database, tmp_path: Path) -> None
     assert query(loaded, "SELECT count(*) AS n FROM branch_closure WHERE ancestor = 'H900'")[0]["n"] == 7
     assert query(loaded, "SELECT branch_code FROM users WHERE user_id = 'admin01'")[0]["branch_code"] == "H900"
     assert query(loaded, "SELECT replaced FROM imports ORDER BY id DESC LIMIT 1")[0]["replaced"] is True
+    assert query(loaded, "SELECT count(*) AS n FROM alert_events")[0]["n"] == 0
+    assert query(loaded, "SELECT count(*) AS n FROM metrics_rollup WHERE branch_code = 'H900'")[0]["n"] > 0
 
 
 def test_unknown_extra_columns_warn_and_are_kept_in_extra(empty_db: Database, tmp_path: Path) -> None:

@@ -18,3 +18,4 @@ class ToolContext:
     conn: psycopg.Connection[Any]
     principal: Principal
     kb: KnowledgeBase | None = None
+    channel: str | None = None  # where the question came from (web, wecom, api, cli), for records like dispositions

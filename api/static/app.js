@@ -17,7 +17,8 @@
 
   var md = window.PuyiMarkdown;
   var blocks = window.PuyiBlocks;
-  var state = { token: null, me: null, sessionId: null, streaming: null, answers: 0, lastFocus: null };
+  var state = { token: null, me: null, sessionId: null, streaming: null, answers: 0, lastFocus: null,
+                pendingAsk: null };
 
   function $(id) { return document.getElementById(id); }
 
@@ -167,6 +168,24 @@
     $("app-view").hidden = false;
     newChat();
     refreshSessions();
+    askPending();
+  }
+
+  /* A WeCom alert card links to `/#alert=ID`: once signed in, ask "预警 #ID" in a new chat. */
+  function takeAlertLink() {
+    var m = /(?:^#|&)alert=(\d{1,18})(?:&|$)/.exec(window.location.hash || "");
+    if (!m) return false;
+    state.pendingAsk = "预警 #" + m[1];
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    return true;
+  }
+
+  function askPending() {
+    if (!state.pendingAsk || !state.me) return;
+    var question = state.pendingAsk;
+    state.pendingAsk = null;
+    if (state.streaming) stopStreaming();
+    send(question);
   }
 
   /* ---------- conversations ---------- */
@@ -699,6 +718,16 @@
       }
     });
     $("message").addEventListener("input", autosize);
+    // An alert block's action buttons ("确认 #12" …) send their text as a message.
+    $("messages").addEventListener("puyi:ask", function (e) {
+      if (e.detail && e.detail.text) send(e.detail.text);
+    });
+    window.addEventListener("hashchange", function () {
+      if (takeAlertLink() && state.me) {
+        newChat();
+        askPending();
+      }
+    });
     Array.prototype.forEach.call(document.querySelectorAll("#examples .example"), function (b) {
       b.addEventListener("click", function () { send(b.textContent); });
     });
@@ -716,8 +745,9 @@
     var linked = /(?:^#|&)token=([^&]+)/.exec(window.location.hash || "");
     if (linked) {
       saved = decodeURIComponent(linked[1]);
-      history.replaceState(null, "", window.location.pathname + window.location.search);
     }
+    takeAlertLink();  // asked after sign-in, whichever way it happens
+    if (linked) history.replaceState(null, "", window.location.pathname + window.location.search);
     if (!saved) {
       showSignin("");
       return;

@@ -103,7 +103,7 @@
     var box = titled({ type: "alert" }, "block-alert alert-card level-" + level);
     box.setAttribute("data-level", level);
     var head = el("div", "alert-head");
-    head.appendChild(el("span", "alert-level", LEVELS[level]));
+    head.appendChild(el("span", "alert-level", block.level_name ? String(block.level_name) : LEVELS[level]));
     head.appendChild(el("span", "alert-title", block.title || "风险预警"));
     box.appendChild(head);
     var meta = el("div", "alert-meta");
@@ -122,11 +122,26 @@
       });
       box.appendChild(dl);
     }
-    var actions = asList(block.actions);
+    // Each action is a button that asks it in the chat (e.g. "确认 #12" records a disposition): the
+    // page listens for the bubbling "puyi:ask" event.
+    var actions = asList(block.actions).filter(function (a) { return a != null && String(a).trim(); });
     if (actions.length) {
-      box.appendChild(el("div", "alert-subtitle", "建议措施"));
+      box.appendChild(el("div", "alert-subtitle", "处置"));
       var ul = el("ul", "alert-actions");
-      actions.forEach(function (a) { ul.appendChild(el("li", "", a)); });
+      actions.forEach(function (a) {
+        var button = el("button", "btn btn-small alert-action", a);
+        button.type = "button";
+        button.title = "发送「" + String(a) + "」";
+        button.setAttribute("data-testid", "alert-action");
+        button.addEventListener("click", function () {
+          button.dispatchEvent(new CustomEvent("puyi:ask", { bubbles: true, detail: { text: String(a) } }));
+        });
+        var li = ul.appendChild(el("li"));
+        li.style.display = "inline-block";  // a row of buttons, not a bulleted list
+        li.style.margin = "4px 8px 0 0";
+        li.appendChild(button);
+      });
+      ul.style.paddingLeft = "0";
       box.appendChild(ul);
     }
     return box;
