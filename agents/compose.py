@@ -9,6 +9,7 @@ from agents.phrasing import phrase_knowledge
 from agents.router import RouteDecision
 from agents.state import ToolCall
 from core.access import Principal
+from core.text import fmt_money
 from tools.catalog import CATEGORY_NAMES, ELEMENT_NAMES, LEVEL_NAMES, SEGMENT_NAMES, STATUS_NAMES
 
 ROUTE_NAMES = {
@@ -38,18 +39,6 @@ UNAVAILABLE = {
 
 # What a route composer returns: the answer in markdown, its citations and its display blocks.
 Composed = tuple[str, list[dict[str, Any]], list[dict[str, Any]]]
-
-
-def fmt_money(value: Any) -> str:
-    """Yuan shown the way bankers read it: 亿元 / 万元 with two decimals."""
-    if value is None:
-        return "—"
-    v = float(value)
-    if abs(v) >= 1e8:
-        return f"{v / 1e8:,.2f} 亿元"
-    if abs(v) >= 1e4:
-        return f"{v / 1e4:,.2f} 万元"
-    return f"{v:,.2f} 元"
 
 
 def _label(table: dict[str, str], key: str | None) -> str:

@@ -79,6 +79,7 @@ def import_cmd(
         else:
             total = sum(result.counts.values())
             out.print(f"已导入 {total:,} 行（{result.seconds:.1f} 秒）：" + "，".join(f"{k} {v:,}" for k, v in result.counts.items()))
+            _evaluate_alerts(db)
         # Documents load one by one after the tables: a bad document never blocks the data.
         _print_index_report(index_imported_documents(db))
 
@@ -338,7 +339,22 @@ def _ensure_bank(db: Any) -> None:
         if not (db.settings.demo_dir / "products.csv").exists():
             write_demo_bank(db.settings.demo_dir)
         import_folder(db, db.settings.demo_dir, progress=lambda m: err.print(m, highlight=False))
+        _evaluate_alerts(db)
     _print_index_report(index_imported_documents(db))
+
+
+def _evaluate_alerts(db: Any) -> None:
+    """New data is checked against the alert rules at once, not at the server's next scheduled run."""
+    from tools.alerts import run_alerts
+
+    try:
+        result = run_alerts(db)
+    except PuyiError as exc:
+        err.print(f"[yellow]预警未评估[/yellow]：{exc}", highlight=False)
+        return
+    if result.get("month"):
+        out.print(f"预警：{result.get('month_label') or result['month']} 触发 {result['fired']} 条，新增 {result['new']} 条"
+                  "（puyi alerts list 查看）")
 
 
 def _ensure_regulations(db: Any, folder: Path | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 _SPACE_RE = re.compile(r"\s+")
 
@@ -12,6 +13,18 @@ _SPACE_RE = re.compile(r"\s+")
 def normalize(text: str) -> str:
     """NFKC (full-width → half-width), lower case, no white space: how names are compared."""
     return _SPACE_RE.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+def fmt_money(value: Any) -> str:
+    """Yuan the way bankers read them: 亿元 / 万元 with two decimals; — for no value."""
+    if value is None:
+        return "—"
+    v = float(value)
+    if abs(v) >= 1e8:
+        return f"{v / 1e8:,.2f} 亿元"
+    if abs(v) >= 1e4:
+        return f"{v / 1e4:,.2f} 万元"
+    return f"{v:,.2f} 元"
 
 
 @lru_cache(maxsize=20000)

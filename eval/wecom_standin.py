@@ -72,21 +72,14 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
             state.tokens[token] = time.time() + state.token_ttl
         return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": state.token_ttl}
 
-    @app.post("/cgi-bin/message/send")
-    async def send(request: Request) -> Any:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        record(request, body)
-        if state.delay:
-            await asyncio.sleep(state.delay)
+    def refusal(request: Request, counter: str) -> Any:
+        """What a call gets when the stand-in is down, set to fail it, or given a bad token; else None."""
         if state.down:
             return JSONResponse({"errcode": -1, "errmsg": "stand-in is down"}, status_code=503)
         with state.lock:
-            failing = state.fail_next > 0
+            failing = getattr(state, counter) > 0
             if failing:
-                state.fail_next -= 1
+                setattr(state, counter, getattr(state, counter) - 1)
             expiry = state.tokens.get(request.query_params.get("access_token", ""))
         if failing:
             if state.fail_mode == "busy":
@@ -98,6 +91,20 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
             return {"errcode": 40014, "errmsg": "invalid access_token"}
         if expiry < time.time():
             return {"errcode": 42001, "errmsg": "access_token expired"}
+        return None
+
+    @app.post("/cgi-bin/message/send")
+    async def send(request: Request) -> Any:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record(request, body)
+        if state.delay:
+            await asyncio.sleep(state.delay)
+        refused = refusal(request, "fail_next")
+        if refused is not None:
+            return refused
         problem = _check_message(body)
         if problem is None and body.get("msgtype") == "image":
             with state.lock:
@@ -122,23 +129,9 @@ def create_standin(corp_id: str, secret: str, token_ttl: int = 7200) -> FastAPI:
         form = await request.form()
         media = form.get("media")
         record(request, None)
-        if state.down:
-            return JSONResponse({"errcode": -1, "errmsg": "stand-in is down"}, status_code=503)
-        with state.lock:
-            failing = state.upload_fail_next > 0
-            if failing:
-                state.upload_fail_next -= 1
-            expiry = state.tokens.get(request.query_params.get("access_token", ""))
-        if failing:
-            if state.fail_mode == "busy":
-                return {"errcode": -1, "errmsg": "system busy"}
-            if state.fail_mode == "ratelimit":
-                return {"errcode": 45009, "errmsg": "api freq out of limit"}
-            return JSONResponse({"errcode": -1, "errmsg": "internal error"}, status_code=500)
-        if expiry is None:
-            return {"errcode": 40014, "errmsg": "invalid access_token"}
-        if expiry < time.time():
-            return {"errcode": 42001, "errmsg": "access_token expired"}
+        refused = refusal(request, "upload_fail_next")
+        if refused is not None:
+            return refused
         if request.query_params.get("type") != "image":
             return {"errcode": 40004, "errmsg": "invalid media type"}
         if not isinstance(media, UploadFile) or not media.filename:

@@ -77,6 +77,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.access import Principal
+from core.text import fmt_money
 from tools.context import ToolContext
 from tools.facts import fact_meta, fact_source, resolve_branch
 from tools.periods import FuturePeriod, label_for, shift
@@ -153,16 +154,7 @@ _SUMS = ("balance", "avg_balance", "customers", "new_customers", "lost_customers
 # --- display ------------------------------------------------------------------------------------
 
 
-def money(value: Any) -> str:
-    """Yuan the way bankers read them: 亿元 / 万元 with two decimals (as agents.compose.fmt_money)."""
-    if value is None:
-        return "—"
-    v = float(value)
-    if abs(v) >= 1e8:
-        return f"{v / 1e8:,.2f} 亿元"
-    if abs(v) >= 1e4:
-        return f"{v / 1e4:,.2f} 万元"
-    return f"{v:,.2f} 元"
+money = fmt_money
 
 
 def pct(value: float | None, digits: int = 2, signed: bool = False) -> str:

@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 
 from core.access import Principal, branch_in_scope
 from core.errors import BadQuestion, PuyiError
-from core.text import normalize
+from core.text import fmt_money, normalize
 from tools.catalog import CATEGORY_NAMES, SEGMENT_NAMES, Candidate, catalog_index
 from tools.context import ToolContext
 from tools.facts import (
@@ -127,13 +127,7 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, Decimal | int | float) else float(value)
 
 
-def format_money(value: float) -> str:
-    """Yuan the way bankers read them: 亿元 / 万元 with two decimals."""
-    if abs(value) >= 1e8:
-        return f"{value / 1e8:,.2f} 亿元"
-    if abs(value) >= 1e4:
-        return f"{value / 1e4:,.2f} 万元"
-    return f"{value:,.2f} 元"
+format_money = fmt_money
 
 
 def format_value(value: float | None, unit: str) -> str:
