@@ -271,6 +271,10 @@ def compose_turn(d: RouteDecision, calls: list[ToolCall], principal: Principal, 
         from agents import alert_route
 
         return alert_route.compose(d, calls, principal, llm)
+    if d.route == "element_plan":
+        from agents import plan_route
+
+        return plan_route.compose(d, calls, principal, llm)
     text, citations = compose(d, calls, principal, llm)
     return text, citations, []
 

@@ -108,11 +108,18 @@ def handle_alert(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     return alert_route.handle(d, ctx)
 
 
+def handle_element_plan(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
+    from agents import plan_route
+
+    return plan_route.handle(d, ctx)
+
+
 HANDLERS: dict[str, Handler] = {
     "catalog": handle_catalog,
     "knowledge": handle_knowledge,
     "metrics": handle_metrics,
     "alert": handle_alert,
+    "element_plan": handle_element_plan,
 }
 
 

@@ -443,6 +443,29 @@ ALTER TABLE wecom_outbox ADD CONSTRAINT wecom_outbox_msg_type_check
     CHECK (msg_type IN ('markdown', 'textcard', 'text', 'image'));
 """
 
+V8_PLAN_DRAFTS = """
+-- Draft products from element-plan design, in the 创设 (designing) lifecycle status. Kept apart
+-- from `products`, which every import replaces: a designer's drafts must survive a data refresh.
+CREATE TABLE plan_drafts (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code         text NOT NULL UNIQUE,
+    name         text NOT NULL,
+    status       text NOT NULL DEFAULT 'designing' CHECK (status IN ('designing', 'archived')),
+    category     text,
+    segment      text,
+    request      text NOT NULL,
+    requirement  jsonb NOT NULL,
+    evidence     jsonb NOT NULL,
+    plans        jsonb NOT NULL,
+    simulation   jsonb,
+    seed         bigint,
+    created_by   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX plan_drafts_creator ON plan_drafts (created_by, created_at DESC);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
@@ -451,6 +474,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "sign-in tokens", V5_API_TOKENS),
     (6, "conversations, feedback, WeCom inbox and outbox", V6_CHANNELS),
     (7, "metric roll-ups, alert events and dispositions, image pushes", V7_METRICS_ALERTS),
+    (8, "element-plan drafts", V8_PLAN_DRAFTS),
 ]
 
 

@@ -18,7 +18,7 @@ BANK_TABLES = (
     "product_elements", "system_codes", "metrics_monthly", "customers", "holdings", "loans",
     "ftp_curve", "competitor_rates", "documents", "bank_files", "imports", "kb_chunks", "kb_documents", "kb_terms",
     "api_tokens", "chat_sessions", "chat_turns", "feedback", "wecom_inbox", "wecom_outbox",
-    "metrics_rollup", "metrics_meta", "alert_events", "alert_dispositions", "alert_runs",
+    "metrics_rollup", "metrics_meta", "alert_events", "alert_dispositions", "alert_runs", "plan_drafts",
 )
 
 
