@@ -33,9 +33,6 @@ REFUSAL_TEXT = (
     "如确有业务需要，请通过行内正式流程申请。"
 )
 
-UNAVAILABLE = {
-    "element_plan": "要素方案设计",
-}
 
 # What a route composer returns: the answer in markdown, its citations and its display blocks.
 Composed = tuple[str, list[dict[str, Any]], list[dict[str, Any]]]
@@ -287,11 +284,6 @@ def compose(
         return HELP_TEXT, []
     if d.route == "refused":
         return REFUSAL_TEXT, []
-    if d.route in UNAVAILABLE and not calls:
-        return (
-            f"您的问题属于「{UNAVAILABLE[d.route]}」，这项功能尚未开放（not available yet），"
-            "将在后续版本提供。目前可以查询产品目录和制度文件，例如「某某贷的利率是多少？」。"
-        ), []
     if d.route == "knowledge":
         return _render_knowledge(calls, d, llm)
     if not calls:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from core.errors import PuyiError
 from core.settings import Settings, get_settings
@@ -28,6 +29,21 @@ users_app = typer.Typer(no_args_is_help=True, help="用户与登录令牌")
 app.add_typer(users_app, name="users")
 alerts_app = typer.Typer(no_args_is_help=True, help="风险预警：评估、列表、处置复盘与企业微信推送 (alerts)")
 app.add_typer(alerts_app, name="alerts")
+
+
+class _PlanGroup(TyperGroup):
+    """`puyi plan "需求…"` is short for `puyi plan new "需求…"`: anything that is not one of the
+    group's commands (or its --help) goes to `new`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own (vendored) click Context
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["new", *args]
+        return super().parse_args(ctx, args)
+
+
+plan_app = typer.Typer(cls=_PlanGroup, no_args_is_help=True,
+                       help="要素方案：设计（puyi plan \"需求…\"）、草案列表、查看、对比与导出 (element plans)")
+app.add_typer(plan_app, name="plan")
 
 # The real laws shipped beside the development tree; `make run` and the evaluation ingest them.
 DEFAULT_REGULATIONS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "regulations"
@@ -424,6 +440,20 @@ def bench_metrics_cmd(
         _fail(str(exc))
 
 
+@bench_app.command("plans")
+def bench_plans_cmd(
+    runs: Annotated[int, typer.Option("--runs", help="每个需求重复的次数")] = 3,
+) -> None:
+    """要素方案设计耗时（含沙盘模拟）p50/p95/最大值：演示银行上的 6 个需求（贷款/存款，零售/普惠/对公），目标 < 3 秒。"""
+    from eval.bench_plans import bench_plans
+
+    try:
+        for line in bench_plans(runs=max(1, runs)):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+    except PuyiError as exc:
+        _fail(str(exc))
+
+
 @users_app.command("token")
 def users_token_cmd(
     user_id: Annotated[str, typer.Argument(help="用户编号")],
@@ -685,6 +715,150 @@ def alerts_push_cmd(
             sent = send_queued(db, settings)
             out.print(f"已发送 {sent} 条企业微信消息；其余由服务的发送进程重试。" if sent
                       else "消息已入队，由服务的发送进程发送。", highlight=False, soft_wrap=True)
+
+
+def _plan_context(conn: Any, db: Any, as_user: str | None) -> Any:
+    from core.access import load_principal
+    from tools.context import ToolContext
+    from tools.knowledge import KnowledgeBase
+
+    return ToolContext(conn=conn, principal=load_principal(conn, as_user), kb=KnowledgeBase(db.settings), channel="cli")
+
+
+def _print_markdown(text: str) -> None:
+    from rich.markdown import Markdown
+
+    out.print(Markdown(text))
+
+
+@plan_app.command("new")
+def plan_new_cmd(
+    text: Annotated[str, typer.Argument(help="产品设想（中文），例如「面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%」")],
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份设计（产品经理或管理员）")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="沙盘模拟的随机种子：同一种子结果相同")] = 20261123,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（设计结果与草案）")] = False,
+    no_save: Annotated[bool, typer.Option("--no-save", help="只设计，不保存草案")] = False,
+) -> None:
+    """设计要素方案：解读需求、收集依据、定价，生成保守/均衡/进取方案并做 A/B 沙盘，保存为创设状态的草案。"""
+    from agents.plan_route import compose_design, design_plans, refusal_text
+    from tools.plan_drafts import save_draft
+
+    with _database() as db, db.connection() as conn:
+        try:
+            ctx = _plan_context(conn, db, as_user)
+            if not ctx.principal.may("draft_plan"):
+                _fail(refusal_text(ctx.principal))
+            design = design_plans(ctx, text, seed=seed)
+            draft = save_draft(conn, ctx.principal, text, design, seed) if design.get("plans") and not no_save else None
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    if as_json:
+        print(_json({"design": design, "draft": draft}))
+        return
+    answer, _, _ = compose_design(design, draft)
+    _print_markdown(answer)
+    err.print(f"[dim]用时 {design.get('seconds') or 0:.2f} 秒" + ("；未保存草案（--no-save）" if no_save else "") + "[/dim]",
+              highlight=False)
+
+
+@plan_app.command("list")
+def plan_list_cmd(
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份查看（产品经理或管理员）")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="最多列出的草案数")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """列出要素方案草案（最新的在前）。"""
+    from core.access import load_principal
+    from tools.plan_drafts import list_drafts
+    from tools.plan_export import local_time
+
+    with _database() as db, db.connection() as conn:
+        try:
+            result = list_drafts(conn, load_principal(conn, as_user), limit=limit)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    if as_json:
+        print(_json(result))
+        return
+    out.print(f"要素方案草案：共 {result['total']} 份", highlight=False)
+    if result["drafts"]:
+        out.print(_alert_table(
+            ["编号", "名称", "状态", "大类", "客群", "方案", "创建人", "创建时间"],
+            [[d["code"], d["name"], d["status_name"], d["category_name"], d["segment_name"], "/".join(d["plan_names"]),
+              d["created_by_name"], local_time(d["created_at"])] for d in result["drafts"]],
+        ))
+
+
+@plan_app.command("show")
+def plan_show_cmd(
+    code: Annotated[str, typer.Argument(help="草案编号，例如 DRAFT-20261123-001")],
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份查看（产品经理或管理员）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（完整草案）")] = False,
+) -> None:
+    """查看一份草案：需求理解、定价底线、各方案要点与 A/B 沙盘对比。"""
+    from agents.plan_route import compose_design
+    from core.access import load_principal
+    from tools.plan_drafts import get_draft
+
+    with _database() as db, db.connection() as conn:
+        try:
+            draft = get_draft(conn, load_principal(conn, as_user), code)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    if as_json:
+        print(_json(draft))
+        return
+    answer, _, _ = compose_design(draft, draft, just_saved=False)
+    _print_markdown(answer)
+
+
+@plan_app.command("compare")
+def plan_compare_cmd(
+    codes: Annotated[list[str], typer.Argument(help="一个或多个草案编号")],
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份查看（产品经理或管理员）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """把一份或多份草案的各方案并排对比：要素、是否满足约束与沙盘指标。"""
+    from core.access import load_principal
+    from tools.plan_drafts import compare_drafts
+
+    with _database() as db, db.connection() as conn:
+        try:
+            result = compare_drafts(conn, load_principal(conn, as_user), codes)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    if as_json:
+        print(_json(result))
+        return
+    out.print(result["block"]["title"], highlight=False, markup=False, soft_wrap=True)
+    out.print(_alert_table(result["columns"], result["rows"]))
+
+
+@plan_app.command("export")
+def plan_export_cmd(
+    code: Annotated[str, typer.Argument(help="草案编号")],
+    fmt: Annotated[str, typer.Option("--format", help="md（Markdown）或 docx（Word）")] = "md",
+    out_file: Annotated[Path | None, typer.Option("--out", help="输出文件（默认 ./草案编号.md|docx）")] = None,
+    as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份导出（产品经理或管理员）")] = None,
+) -> None:
+    """把草案导出为 Markdown 或 Word（需求、依据、定价、各方案要素与理由、A/B 对比、假设、合规提示）。"""
+    from core.access import load_principal
+    from tools.plan_drafts import get_draft
+    from tools.plan_export import export_draft
+
+    with _database() as db, db.connection() as conn:
+        try:
+            content, name, _ = export_draft(get_draft(conn, load_principal(conn, as_user), code), fmt)
+        except PuyiError as exc:
+            _fail(str(exc))
+            return
+    target = out_file or Path(name)
+    target.write_bytes(content)
+    out.print(f"已导出 {target}（{len(content):,} 字节）", highlight=False)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
@@ -335,3 +335,80 @@ async def ingest(
         "chunks": report.chunks, "failed": [{"file": Path(p).name, "message": m} for p, m in report.failed],
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+# Element plans: drafts designed from a product idea (designers and admins).
+
+
+class PlanRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=2000, description="产品设想（中文），例如「面向小微企业主的3年期经营贷，额度最高300万」")
+    seed: int = Field(default=20261123, description="沙盘模拟的随机种子：同一种子结果相同")
+
+
+def _draft_errors(exc: PuyiError) -> HTTPException:
+    from tools.plan_drafts import DraftForbidden, DraftNotFound
+
+    if isinstance(exc, DraftForbidden):
+        return HTTPException(403, str(exc))
+    if isinstance(exc, DraftNotFound):
+        return HTTPException(404, str(exc))
+    return HTTPException(400, str(exc))
+
+
+@router.get("/plans", tags=["要素方案"])
+def plans_list(request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    """The bank's element-plan drafts, newest first (designers and admins)."""
+    from tools.plan_drafts import list_drafts
+
+    require(who, "draft_plan")
+    with request.app.state.db.connection() as conn:
+        return list_drafts(conn, who, limit=limit)
+
+
+@router.post("/plans", tags=["要素方案"], status_code=201)
+def plans_create(body: PlanRequest, request: Request, who: Who) -> dict[str, Any]:
+    """Design element plans for a product idea (requirement, evidence, pricing, 保守/均衡/进取 plans
+    and the A/B sandbox) and save them as a draft in the 创设 status (designers and admins)."""
+    from agents.plan_route import design_plans
+    from tools.plan_drafts import save_draft
+
+    require(who, "draft_plan")
+    with request.app.state.db.connection() as conn:
+        ctx = ToolContext(conn=conn, principal=who, kb=request.app.state.assistant.kb, channel="api")
+        try:
+            design = design_plans(ctx, body.text, seed=body.seed)
+            draft = save_draft(conn, who, body.text, design, body.seed) if design.get("plans") else None
+        except PuyiError as exc:
+            raise _draft_errors(exc) from exc
+    return mask_data({"draft": draft, "design": design})  # type: ignore[no-any-return]
+
+
+@router.get("/plans/{code}", tags=["要素方案"])
+def plans_detail(code: str, request: Request, who: Who) -> dict[str, Any]:
+    """One draft in full: requirement, evidence, pricing, plans, simulation and warnings."""
+    from tools.plan_drafts import get_draft
+
+    require(who, "draft_plan")
+    with request.app.state.db.connection() as conn:
+        try:
+            return mask_data(get_draft(conn, who, code))  # type: ignore[no-any-return]
+        except PuyiError as exc:
+            raise _draft_errors(exc) from exc
+
+
+@router.get("/plans/{code}/export", tags=["要素方案"], response_class=Response)
+def plans_export(
+    code: str, request: Request, who: Who,
+    fmt: Annotated[str, Query(alias="format", pattern="^(md|docx)$", description="md（Markdown）或 docx（Word）")] = "md",
+) -> Response:
+    """A draft as a Markdown or Word document (download)."""
+    from tools.plan_drafts import get_draft
+    from tools.plan_export import export_draft
+
+    require(who, "draft_plan")
+    with request.app.state.db.connection() as conn:
+        try:
+            content, name, media = export_draft(mask_data(get_draft(conn, who, code)), fmt)
+        except PuyiError as exc:
+            raise _draft_errors(exc) from exc
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -54,9 +54,13 @@ def test_trace_down_up_map_list_count_through_the_graph(assistant: Assistant):
     assert tool_names(listing) == ["list_products"] and "抵押经营贷" in listing.answer
 
 
-def test_routes_not_built_yet_answer_clearly_on_the_right_route(assistant: Assistant):
-    a = assistant.ask("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%")
-    assert a.route == "element_plan" and "尚未开放" in a.answer
+def test_element_plan_designs_for_a_designer_and_refuses_an_rm(assistant: Assistant):
+    a = assistant.ask("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%", user_id="designer01")
+    assert a.route == "element_plan" and tool_names(a) == ["design_plans", "save_draft"]
+    assert "定价底线" in a.answer and "DRAFT-" in a.answer and "尚未开放" not in a.answer
+    assert [b["type"] for b in a.data["display"]][:2] == ["comparison", "comparison"]
+    rm = assistant.ask("面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%", user_id="rm_qd")
+    assert rm.route == "element_plan" and tool_names(rm) == ["refused"] and "产品经理和管理员" in rm.answer
 
 
 def test_help_and_refusal(assistant: Assistant):
