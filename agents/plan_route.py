@@ -115,11 +115,13 @@ def pricing_lines(pricing: dict[str, Any]) -> list[str]:
     if not pricing:
         return []
     label, head, parts = pricing_headline(pricing)
+    # A loan's floor adds its parts; a deposit's ceiling is the funds value less the others.
+    joiner = " − " if pricing.get("kind") == "deposit_ceiling" else " + "
     lines = []
     if head:
-        lines.append(f"**{label}**：{head}" + (f"（{' + '.join(parts)}）" if parts else ""))
+        lines.append(f"**{label}**：{head}" + (f"（{joiner.join(parts)}）" if parts else ""))
     elif parts:
-        lines.append(f"**{label}**：" + " + ".join(parts))
+        lines.append(f"**{label}**：" + joiner.join(parts))
     if pricing.get("note"):
         lines.append(str(pricing["note"]))
     return lines
