@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     # answers and sends (what `puyi serve` runs), so answering never slows acknowledgements.
     wecom_worker: Literal["inprocess", "separate"] = "inprocess"
 
+    # The LLM behind the assistant: none = the deterministic router and templates (the default);
+    # openai = any OpenAI-compatible server (vLLM, …); transformers = a local model directory.
+    llm_provider: Literal["none", "openai", "transformers"] = "none"
+    llm_base_url: str | None = None  # e.g. http://gpu01:8000/v1
+    llm_model: str | None = None  # the served model name, or the local model directory
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 20.0  # then the turn falls back to the deterministic path
+    llm_temperature: float = 0.0
+
+    # Conversation memory (LangGraph checkpoints) and per-user limits.
+    memory_ttl_days: float = 30.0  # conversations untouched this long are forgotten
+    rate_limit_per_minute: int = 30  # questions per user per minute, over every channel (0 = off)
+
     # Alerts (`puyi alerts …`). The rules file is re-read whenever it changes; unset, it is the
     # alert_rules.yaml of the folder imported last (else the copy stored at import, else the defaults).
     alert_rules_file: Path | None = None
