@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 from agents.compose import compose_turn
 from agents.context import AgentContext
 from agents.handlers import HANDLERS
+from agents.memory import next_context, resolve_followup
 from agents.router import classify
 from agents.state import TurnState
 from tools.catalog import catalog_index
@@ -18,11 +19,19 @@ from tools.context import ToolContext
 
 def route_question(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     with runtime.context.db.connection() as conn:
-        decision = classify(state["question"], catalog_index(conn))
+        index = catalog_index(conn)
+        # A follow-up ("那它的逾期率呢？") is read as the full question it stands for (agents/memory.py).
+        decision = resolve_followup(state["question"], classify(state["question"], index), state.get("context"), index)
+    if runtime.context.llm is not None:  # the model routes by calling tools (agents/llm.py)
+        from agents.llm import llm_route
+
+        return llm_route(dict(state), runtime, decision)
     return {"decision": decision, "route": decision.route}
 
 
 def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    if runtime.context.llm is not None and (state.get("llm") or {}).get("status") == "tools":
+        return {}  # the LLM's tool calls already ran in the route step
     handler = HANDLERS.get(state["route"])
     if handler is None:
         return {"tool_calls": []}
@@ -33,10 +42,20 @@ def call_tools(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, An
 
 
 def compose_answer(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    if runtime.context.llm is not None:
+        from agents.llm import llm_compose
+
+        return llm_compose(dict(state), runtime)
     answer, citations, display = compose_turn(
         state["decision"], state.get("tool_calls", []), runtime.context.principal, runtime.context.llm
     )
     return {"answer": answer, "citations": citations, "display": display}
+
+
+def remember(state: TurnState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """What this turn was about, for the next turn of the same conversation."""
+    with runtime.context.db.connection() as conn:
+        return {"context": next_context(conn, dict(state))}
 
 
 def build_graph(checkpointer: Any = None) -> Any:
@@ -47,5 +66,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     graph.add_edge(START, "route_question")
     graph.add_edge("route_question", "call_tools")
     graph.add_edge("call_tools", "compose_answer")
-    graph.add_edge("compose_answer", END)
+    graph.add_node("remember", remember)
+    graph.add_edge("compose_answer", "remember")
+    graph.add_edge("remember", END)
     return graph.compile(checkpointer=checkpointer, name="puyi")

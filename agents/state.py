@@ -33,3 +33,5 @@ class TurnState(TypedDict, total=False):
     answer: str
     citations: list[Citation]
     display: list[dict[str, Any]]  # structured blocks under the answer (table, chart, alert, comparison)
+    context: dict[str, Any]  # what the conversation is about, carried to the next turn (agents/memory.py)
+    llm: dict[str, Any]  # the LLM's part in the turn (agents/llm.py): status tools|no_tools|failed|…, errors

@@ -29,6 +29,10 @@ users_app = typer.Typer(no_args_is_help=True, help="用户与登录令牌")
 app.add_typer(users_app, name="users")
 alerts_app = typer.Typer(no_args_is_help=True, help="风险预警：评估、列表、处置复盘与企业微信推送 (alerts)")
 app.add_typer(alerts_app, name="alerts")
+audit_app = typer.Typer(no_args_is_help=True, help="审计日志：每轮问答的记录，筛选与导出 (audit trail)")
+app.add_typer(audit_app, name="audit")
+llm_app = typer.Typer(no_args_is_help=True, help="大模型：用 vLLM 部署、检查已配置的端点 (LLM)")
+app.add_typer(llm_app, name="llm")
 
 
 class _PlanGroup(TyperGroup):
@@ -310,10 +314,8 @@ def chat_cmd(
                 continue
             if line in ("/exit", "/quit", "exit", "quit"):
                 break
-            if line == "/reset":
-                session = uuid.uuid4().hex
-                out.print("已开始新会话。")
-                continue
+            # /reset (新对话, 重新开始) goes to the assistant like any other message: it forgets the
+            # conversation's context (agents/memory.py) and says so.
             try:
                 answer = assistant.ask(line, session_id=session, principal=who, channel="cli")
             except PuyiError as exc:
@@ -452,6 +454,47 @@ def bench_plans_cmd(
             out.print(line, highlight=False, markup=False, soft_wrap=True)
     except PuyiError as exc:
         _fail(str(exc))
+
+
+@bench_app.command("chat")
+def bench_chat_cmd(
+    runs: Annotated[int, typer.Option("--runs", help="每题重复的次数")] = 3,
+    per_route: Annotated[int, typer.Option("--per-route", help="每条路由的问题数（≥10）")] = 12,
+) -> None:
+    """对话端到端延迟 p50/p95（按路由，不用 LLM）：除要素方案外目标 p95 ≤ 300 ms；首次调用为预热不计入。"""
+    from eval.bench_chat import bench_chat
+
+    try:
+        for line in bench_chat(runs=max(1, runs), per_route=max(10, per_route)):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+    except PuyiError as exc:
+        _fail(str(exc))
+
+
+@eval_app.command("routing")
+def eval_routing_cmd(
+    file: Annotated[Path | None, typer.Option("--file", help="JSONL 标注问题集（默认 eval/data/routing.jsonl）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="另写 JSON 报告 routing-eval.json")] = False,
+    out_file: Annotated[Path, typer.Option("--out", help="JSON 报告文件")] = Path("routing-eval.json"),
+) -> None:
+    """确定性路由评测：在已导入的银行（默认演示银行）上的准确率、按路由/问法的准确率与混淆矩阵。"""
+    from eval.routing_eval import DEFAULT_SET, format_report, run
+
+    with _database() as db:
+        with db.connection() as conn:
+            loaded = conn.execute("SELECT count(*) AS n FROM imports").fetchone()
+        if not (loaded and loaded["n"]):
+            _ensure_bank(db)  # names in the set link through the loaded bank's catalogue
+        with db.connection() as conn:
+            try:
+                report = run(conn, file or DEFAULT_SET)
+            except (OSError, ValueError) as exc:
+                _fail(str(exc))
+                return
+    out.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        out_file.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        out.print(f"报告已写入 {out_file}")
 
 
 @users_app.command("token")
@@ -861,8 +904,141 @@ def plan_export_cmd(
     out.print(f"已导出 {target}（{len(content):,} 字节）", highlight=False)
 
 
+VLLM_HINT = ("本机没有安装 vLLM。请在有 NVIDIA GPU 的机器上安装：pip install vllm"
+             "（需要 CUDA；也可以在单独的环境里运行 vllm serve），然后再运行 puyi llm serve。")
+
+
+def vllm_command(model_path: str, host: str, port: int, served_model_name: str | None) -> list[str]:
+    """`vllm serve` with the flags Puyi's tool calling needs (Qwen2.5 speaks the hermes format)."""
+    cmd = ["vllm", "serve", model_path, "--host", host, "--port", str(port),
+           "--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    return cmd + (["--served-model-name", served_model_name] if served_model_name else [])
+
+
+@llm_app.command("serve")
+def llm_serve(
+    model_path: Annotated[str, typer.Argument(help="本地模型目录或模型名，如 Qwen/Qwen2.5-7B-Instruct")],
+    port: Annotated[int, typer.Option(help="监听端口")] = 8001,
+    host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
+    served_model_name: Annotated[str | None, typer.Option(help="对外的模型名（即 PUYI_LLM_MODEL）")] = None,
+) -> None:
+    """用 vLLM 启动 OpenAI 兼容的大模型服务（开启工具调用：--enable-auto-tool-choice --tool-call-parser hermes）。"""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("vllm") is None:
+        _fail(VLLM_HINT, code=1)
+    cmd = vllm_command(model_path, host, port, served_model_name)
+    if shutil.which("vllm") is None:  # the package without its script on PATH: run its CLI module
+        cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", *cmd[1:]]
+    name = served_model_name or model_path
+    err.print(f"启动：{' '.join(cmd)}\n谱翼的设置：PUYI_LLM_PROVIDER=openai PUYI_LLM_BASE_URL=http://{host}:{port}/v1 "
+              f"PUYI_LLM_MODEL={name}", highlight=False)
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@llm_app.command("check")
+def llm_check() -> None:
+    """检查已配置的大模型端点：能回答、能流式输出、能调用工具。"""
+    from agents.llm import check_endpoint, make_llm
+
+    settings = get_settings()
+    try:
+        llm = make_llm(settings)
+    except ValueError as exc:
+        _fail(str(exc), code=1)
+        return
+    if llm is None:
+        _fail("没有配置大模型（PUYI_LLM_PROVIDER=none），谱翼使用规则引擎回答。"
+              "配置方法见 README 的「LLM」一节。", code=1)
+        return
+    where = settings.llm_base_url or settings.llm_model
+    out.print(f"大模型：{settings.llm_provider} {settings.llm_model or ''} @ {where}", highlight=False)
+    results = check_endpoint(llm, settings.llm_timeout_seconds)
+    for name, ok, detail in results:
+        mark = "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {name}: {detail}", highlight=False)
+    if not all(ok for _, ok, _ in results):
+        raise typer.Exit(1)
+    out.print("全部通过 (all checks passed)", highlight=False)
+
+
+_AuditUser = Annotated[str | None, typer.Option("--user", help="用户编号")]
+_AuditRoute = Annotated[str | None, typer.Option("--route", help="路由：catalog|metrics|alert|element_plan|knowledge|help|refused")]
+_AuditChannel = Annotated[str | None, typer.Option("--channel", help="渠道：web|wecom|openai|cli")]
+_AuditSince = Annotated[str | None, typer.Option("--since", help="起始时间：2026-10-01[T09:30] 或 30m/12h/7d")]
+_AuditUntil = Annotated[str | None, typer.Option("--until", help="截止时间（不含）")]
+_AuditGrounding = Annotated[str | None, typer.Option("--grounding", help="failed：只看有无法溯源数字的回答")]
+
+
+def _audit_rows(user: str | None, route: str | None, channel: str | None, since: str | None, until: str | None,
+                grounding: str | None, limit: int | None) -> list[dict[str, Any]]:
+    from core.audit import list_audit, parse_when
+
+    if grounding not in (None, "failed"):
+        _fail("--grounding 只支持 failed")
+    with _database() as db, db.connection() as conn:
+        return list_audit(conn, user=user, route=route, channel=channel, since=parse_when(since),
+                          until=parse_when(until), grounding_failed=grounding == "failed", limit=limit)
+
+
+@audit_app.command("list")
+def audit_list_cmd(
+    user: _AuditUser = None, route: _AuditRoute = None, channel: _AuditChannel = None, since: _AuditSince = None,
+    until: _AuditUntil = None, grounding: _AuditGrounding = None,
+    limit: Annotated[int, typer.Option("--limit", help="最多显示条数")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（每行一条）")] = False,
+) -> None:
+    """列出审计记录（最新在前）：用户、渠道、问题、路由、工具、溯源检查、耗时与错误。"""
+    from core.audit import to_jsonl
+
+    rows = _audit_rows(user, route, channel, since, until, grounding, limit)
+    if as_json:
+        print(to_jsonl(rows), end="")
+        return
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for column in ("编号", "时间", "用户", "渠道", "路由", "问题", "工具", "溯源", "耗时", "状态"):
+        table.add_column(column)
+    for r in rows:
+        g = r.get("grounding") or {}
+        table.add_row(str(r["id"]), r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['user_id']}（{r['role'] or '—'}）",
+                      r["channel"] or "—", r["route"] or "—", (r["question"] or "")[:40],
+                      "、".join(c["name"] for c in r["tool_calls"]) or "—",
+                      "—" if not g or g.get("skipped") else ("通过" if g.get("ok") else f"移除 {len(g.get('unsupported', []))} 处"),
+                      f"{r['latency_ms']} ms", r["status"] + (f"：{r['error']}" if r.get("error") else ""))
+    out.print(table)
+    out.print(f"共 {len(rows)} 条", highlight=False)
+
+
+@audit_app.command("export")
+def audit_export_cmd(
+    fmt: Annotated[str, typer.Option("--format", help="csv | jsonl")] = "jsonl",
+    out_file: Annotated[Path | None, typer.Option("--out", help="输出文件（默认打印到标准输出）")] = None,
+    user: _AuditUser = None, route: _AuditRoute = None, channel: _AuditChannel = None, since: _AuditSince = None,
+    until: _AuditUntil = None, grounding: _AuditGrounding = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="最多导出条数（默认全部）")] = None,
+) -> None:
+    """导出审计记录（CSV 或 JSONL，个人信息已脱敏）。"""
+    from core.audit import to_csv, to_jsonl
+
+    if fmt not in ("csv", "jsonl"):
+        _fail("--format 只支持 csv 或 jsonl")
+    rows = _audit_rows(user, route, channel, since, until, grounding, limit)
+    content = to_csv(rows) if fmt == "csv" else to_jsonl(rows)
+    if out_file is None:
+        sys.stdout.write(content)
+        return
+    out_file.write_text(content, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
+    err.print(f"已导出 {len(rows)} 条审计记录到 {out_file}", highlight=False)
+
+
 def main() -> None:
     logging.basicConfig(level=get_settings().log_level, stream=sys.stderr)
+    from core.audit import scrub_logs
+
+    scrub_logs()  # no ID or mobile number in the clear in any log line
     try:
         app()
     except PuyiError as exc:

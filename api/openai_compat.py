@@ -100,10 +100,18 @@ async def chat_completions(body: CompletionRequest, request: Request, who: Who) 
     async def stream() -> AsyncIterator[str]:
         cid = f"chatcmpl-{session[-12:]}-{created}"
         yield _chunk(cid, created, {"role": "assistant", "content": ""})
+        sent = ""  # an LLM's streamed tokens, forwarded as they come
         try:
             async for kind, payload in turn:
-                if kind == "answer":
-                    for line in payload.answer.splitlines(keepends=True):
+                if kind == "delta":
+                    sent += payload
+                    yield _chunk(cid, created, {"content": payload})
+                elif kind == "answer":
+                    # The final answer is the checked one: send what the tokens did not cover, or,
+                    # when the check changed streamed text, the checked answer in full after them.
+                    rest = payload.answer[len(sent):] if payload.answer.startswith(sent) else (
+                        "\n\n---\n\n（以下为核对后的回答）\n\n" + payload.answer)
+                    for line in rest.splitlines(keepends=True):
                         yield _chunk(cid, created, {"content": line})
             yield _chunk(cid, created, {}, "stop")
         except PuyiError as exc:

@@ -91,10 +91,14 @@ async def chat_stream(body: ChatRequest, request: Request, who: Who) -> Streamin
                            principal=who, channel="web")
 
     async def events() -> AsyncIterator[str]:
+        streamed = False  # an LLM's own deltas came; else the answer is sent in pieces at the end
         try:
             async for kind, payload in turn:
-                if kind == "answer":
-                    for piece in _pieces(payload.answer):
+                if kind == "delta":
+                    streamed = True
+                    yield _sse("delta", {"text": payload})
+                elif kind == "answer":
+                    for piece in [] if streamed else _pieces(payload.answer):
                         yield _sse("delta", {"text": piece})
                     yield _sse("answer", payload.as_dict())
                 else:

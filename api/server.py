@@ -4,6 +4,7 @@ WeCom workers. Errors always have one shape, `{"error": {"code": …, "message":
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +17,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agents import memory
 from agents.history import NotYours
 from agents.service import Assistant
 from api import openai_compat, routes, wecom
 from api.webchat import mount_webchat
 from core.db import Database, open_database
 from core.errors import BadQuestion, DatabaseUnavailable, PuyiError, UnknownUser
+from core.ratelimit import RateLimited
 from core.settings import Settings, get_settings
 from tools.alert_push import AlertScheduler
 
@@ -95,11 +98,14 @@ def create_app(
         # at a time across workers and replicas: an advisory lock in PostgreSQL).
         app.state.alerts = AlertScheduler(conf, database, on_queued=app.state.wecom.notify_outbox)
         await app.state.alerts.start()
+        # Conversations untouched for memory_ttl_days are forgotten now and then daily.
+        app.state.memory_expiry = asyncio.create_task(memory.expire_daily(database), name="memory-expiry")
         try:
             yield
         finally:
             # The server has stopped taking requests and finished those in flight; the workers
             # finish the message in hand (anything unfinished stays in PostgreSQL for the next start).
+            app.state.memory_expiry.cancel()
             await app.state.alerts.stop()
             await app.state.wecom.stop()
             if own_db:
@@ -169,4 +175,8 @@ def puyi_error_response(exc: PuyiError) -> JSONResponse:
         return error_response(401, "unauthorized", str(exc))
     if isinstance(exc, DatabaseUnavailable):
         return error_response(503, "database_unavailable", str(exc))
+    if isinstance(exc, RateLimited):
+        response = error_response(429, "rate_limited", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     return error_response(400, "bad_request", str(exc))

@@ -34,6 +34,7 @@ from api.wecom_client import WeComClient
 from core.access import load_principal
 from core.db import Database
 from core.errors import DatabaseUnavailable, PuyiError, UnknownUser
+from core.masking import scrub_text
 
 log = logging.getLogger("puyi.wecom")
 
@@ -438,7 +439,7 @@ class WeComChannel:
 
     def _retry_later(self, row: dict[str, Any], exc: Exception) -> None:
         msg_id, user, attempts = row["msg_id"], row["from_user"], row["attempts"]
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = scrub_text(f"{type(exc).__name__}: {exc}")[:2000]  # logged and stored: no personal data
         if attempts >= self.max_attempts:
             log.error("wecom: answering %s from %s failed %d times; sending an apology: %s",
                       msg_id, user, attempts, error, exc_info=exc)

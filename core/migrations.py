@@ -466,6 +466,52 @@ CREATE TABLE plan_drafts (
 CREATE INDEX plan_drafts_creator ON plan_drafts (created_by, created_at DESC);
 """
 
+V9_AUDIT = """
+-- The audit trail: one row per turn on every channel, refused and failed turns included. Written
+-- already masked. Rows are append-only: the triggers below refuse UPDATE, DELETE and TRUNCATE, and
+-- no product code path issues them (only the database owner, dropping the trigger, could).
+CREATE TABLE audit_log (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    user_id      text NOT NULL,
+    role         text,
+    scope        text,            -- the asker's branch scope: a branch code, NULL for the whole bank
+    scope_label  text,
+    channel      text,            -- NULL: no channel (puyi ask --batch, evaluations)
+    session_id   text,
+    question     text NOT NULL,
+    route        text,
+    intent       text,
+    tool_calls   jsonb NOT NULL DEFAULT '[]',   -- name, arguments and result size; not whole results
+    citations    jsonb NOT NULL DEFAULT '[]',   -- chunk ids and titles
+    answer       text,
+    grounding    jsonb,
+    grounding_ok boolean,
+    latency_ms   int,
+    status       text NOT NULL CHECK (status IN ('answered', 'refused', 'failed')),
+    error        text
+);
+CREATE INDEX audit_log_created ON audit_log (created_at);
+CREATE INDEX audit_log_user ON audit_log (user_id, created_at);
+
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- Questions per user and minute, over every channel and process (core.ratelimit): one upsert per turn.
+CREATE TABLE rate_limits (
+    user_id  text NOT NULL,
+    minute   timestamptz NOT NULL,
+    hits     int NOT NULL,
+    PRIMARY KEY (user_id, minute)
+);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "bank data contract tables", V1_BANK),
     (2, "catalogue version counter", V2_CATALOG_VERSION),
@@ -475,6 +521,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (6, "conversations, feedback, WeCom inbox and outbox", V6_CHANNELS),
     (7, "metric roll-ups, alert events and dispositions, image pushes", V7_METRICS_ALERTS),
     (8, "element-plan drafts", V8_PLAN_DRAFTS),
+    (9, "audit trail and per-user rate limits", V9_AUDIT),
 ]
 
 

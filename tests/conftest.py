@@ -19,6 +19,7 @@ BANK_TABLES = (
     "ftp_curve", "competitor_rates", "documents", "bank_files", "imports", "kb_chunks", "kb_documents", "kb_terms",
     "api_tokens", "chat_sessions", "chat_turns", "feedback", "wecom_inbox", "wecom_outbox",
     "metrics_rollup", "metrics_meta", "alert_events", "alert_dispositions", "alert_runs", "plan_drafts",
+    "rate_limits",  # not audit_log: it is append-only (a trigger refuses TRUNCATE); tests filter their rows
 )
 
 
@@ -41,7 +42,8 @@ def pg_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def settings(pg_root: Path) -> Settings:
-    return Settings(home=pg_root / "home", database_url=None)
+    # No rate limit for the suite's many quick questions; tests/test_ratelimit.py sets its own.
+    return Settings(home=pg_root / "home", database_url=None, rate_limit_per_minute=0)
 
 
 @pytest.fixture()

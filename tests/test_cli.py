@@ -89,7 +89,7 @@ def test_import_reports_problems_as_file_line_column(loaded_db: Database, settin
 def test_chat_session_in_the_terminal(loaded_db: Database, settings: Settings):
     r = run(settings, "chat", "--as", "rm_qd", input="薪易快贷的利率是多少\n/reset\n/exit\n")
     assert r.returncode == 0, r.stderr
-    assert "3.45%" in r.stdout and "已开始新会话" in r.stdout
+    assert "3.45%" in r.stdout and "已开始新的对话" in r.stdout
 
 
 def test_ingest_and_reindex_commands(loaded_db: Database, settings: Settings, pg_home: Path):

@@ -19,3 +19,16 @@ def test_every_prompt_has_a_version_and_renders(name: str):
 def test_missing_value_is_an_error():
     with pytest.raises(KeyError):
         load_prompt("knowledge_user").render(question="只给了问题")
+
+
+def test_llm_prompts_render_with_the_askers_role_and_scope():
+    router = load_prompt("router_system")
+    assert router.version == "router-system-1"
+    text = router.render(role="客户经理", scope="市南支行及下辖机构", latest_month="2026-10")
+    assert "客户经理" in text and "市南支行及下辖机构" in text and "2026-10" in text and "find_product" in text
+    answer = load_prompt("answer_system")
+    assert answer.version == "answer-system-1"
+    text = answer.render(role="产品经理", scope="全行")
+    assert "产品经理" in text and "全行" in text and "原样照抄" in text
+    with pytest.raises(KeyError):
+        router.render(role="客户经理", scope="全行")  # latest_month missing
