@@ -28,6 +28,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from agents.llm_tools import langchain_tools, registry
 from agents.state import ToolCall
 from core.access import ROLE_NAMES
+from core.errors import PuyiError
 from core.safety import neutralize
 from prompts import load_prompt
 from tools.context import ToolContext
@@ -198,15 +199,32 @@ def tool_loop(llm: Any, question: str, ctx: ToolContext, seconds: float) -> list
                 else:
                     calls.append({"name": spec.name, "args": dict(tc["args"]), "result": result})
                     answered = answered or not spec.lookup
+                    if spec.name == "design_plans":
+                        _save_design(calls, ctx, result)
             messages.append(ToolMessage(content=_dump(result), tool_call_id=tc.get("id") or tc["name"]))
         if answered:
             break
     return calls
 
 
+def _save_design(calls: list[ToolCall], ctx: ToolContext, design: Any) -> None:
+    """A design the model asked for is saved as a draft, as on the deterministic path."""
+    from agents.plan_route import DEFAULT_SEED
+    from tools import plan_drafts
+
+    if not (isinstance(design, dict) and design.get("plans") and ctx.principal.may("draft_plan")):
+        return
+    text = str(calls[-1]["args"].get("text") or "")
+    try:
+        draft = plan_drafts.save_draft(ctx.conn, ctx.principal, text, design, DEFAULT_SEED)
+    except PuyiError as exc:
+        draft = {"error": str(exc)}
+    calls.append({"name": "save_draft", "args": {"seed": DEFAULT_SEED}, "result": draft})
+
+
 def choose_route(calls: list[ToolCall]) -> tuple[str, str]:
     """The answer's route: the last tool that answers (lookups only lead to it)."""
-    specs = [registry()[c["name"]] for c in calls]
+    specs = [registry()[c["name"]] for c in calls if c["name"] in registry()]
     main = next((s for s in reversed(specs) if not s.lookup), specs[-1])
     return main.route, main.intent
 
@@ -215,7 +233,8 @@ def llm_route(state: dict[str, Any], runtime: Any, decision: RouteDecision) -> d
     """The route node with an LLM: tool calling decides; the deterministic decision is the fallback."""
     agent = runtime.context
     base: dict[str, Any] = {"decision": decision, "route": decision.route}
-    if decision.route in _NO_LLM_ROUTES:
+    if decision.route in _NO_LLM_ROUTES or (decision.route, decision.intent) == ("alert", "dispose"):
+        # A disposition (「确认 #12」) is an action with its own exact wording: no model in between.
         return {**base, "llm": {"status": "skipped"}}
     if not calls_tools(agent.llm):
         return {**base, "llm": {"status": "phrase_only"}}
@@ -290,7 +309,9 @@ def llm_compose(state: dict[str, Any], runtime: Any) -> dict[str, Any]:
     calls = state.get("tool_calls", [])
     llm = None if status == "failed" else agent.llm
     if status == "tools":
-        calls = [c for c in calls if registry()[c["name"]].route == decision.route]
+        # Follow-up records (save_draft) belong to the route of the tool they follow.
+        route_of = {name: tool.route for name, tool in registry().items()} | {"save_draft": "element_plan"}
+        calls = [c for c in calls if route_of.get(c["name"]) == decision.route]
         errors = [c["result"] for c in calls if isinstance(c["result"], dict) and c["result"].get("error_type")]
     else:
         errors = []

@@ -136,6 +136,31 @@ def test_a_tool_the_asker_may_not_use_refuses(loaded_db: Database):
     assert "产品经理和管理员" in a.answer and "不应被使用" not in a.answer
 
 
+def test_a_design_the_model_asks_for_is_saved_as_a_draft(loaded_db: Database):
+    text = "面向小微企业主的3年期经营贷，额度最高300万，利率不高于4.5%"
+    llm = scripted(tool_call("design_plans", text=text), "以下是方案草案。")
+    _, a = turn(Assistant(loaded_db, llm=llm), "帮我设计一款经营贷", user="designer01")
+    assert a.route == "element_plan"
+    assert [c["name"] for c in a.data["tool_calls"]] == ["design_plans", "save_draft"]
+    code = a.data["tool_calls"][1]["result"]["code"]
+    assert code.startswith("DRAFT-") and code in a.answer
+    with loaded_db.connection() as conn:
+        row = conn.execute("SELECT status, request, created_by FROM plan_drafts WHERE code = %(c)s", {"c": code}).fetchone()
+    assert row == {"status": "designing", "request": text, "created_by": "designer01"}
+
+
+def test_a_disposition_is_recorded_without_the_model(loaded_db: Database):
+    from tools.alerts import run_alerts
+
+    alert_id = run_alerts(loaded_db)["events"][0]["id"]
+    llm = scripted("不应被使用")
+    _, a = turn(Assistant(loaded_db, llm=llm), f"确认 #{alert_id}", user="risk01")
+    assert a.route == "alert" and a.data["llm"]["status"] == "skipped" and "不应被使用" not in a.answer
+    with loaded_db.connection() as conn:
+        rows = conn.execute("SELECT disposition FROM alert_dispositions WHERE alert_id = %(a)s", {"a": alert_id}).fetchall()
+    assert [r["disposition"] for r in rows] == ["confirmed"]
+
+
 def test_scope_stays_in_the_tools(loaded_db: Database):
     """An rm's tool call covers their branch subtree whatever the model asks for."""
     llm = scripted(tool_call("query_metric", metric="customers", products=["SL001"], branch="H000"), "好的。")
