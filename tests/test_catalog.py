@@ -115,3 +115,14 @@ def test_name_index_reloads_when_the_catalogue_changes(loaded_db: Database):
             )
             assert codes(catalog.find_product(ctx, "临时测试产品")) == ["TMP1"]
         assert catalog.find_product(ctx, "临时测试产品")["status"] == "not_found"
+
+
+def test_a_latin_alias_is_a_whole_word():
+    from tools.catalog import CatalogIndex
+
+    index = CatalogIndex(1, {"P1": {"code": "P1", "name": "聚合收单", "level": "sellable", "category": "payment",
+                                     "segment": "corporate", "status": "operating", "aliases": ["POS"]}},
+                         {}, {}, [("聚合收单", "P1", "name"), ("pos", "P1", "alias")])
+    assert [c.code for c in index.mentions("POS机怎么申请").products] == ["P1"]
+    assert [c.code for c in index.mentions("我想了解 pos 收单").products] == ["P1"]
+    assert index.mentions("fixed deposit rates").products == []

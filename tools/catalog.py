@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -197,8 +198,14 @@ class CatalogIndex:
             if start >= 0:
                 spans.append((start, start + len(token)))
         hits: list[tuple[int, int, str, str, str]] = []
+        spaced = unicodedata.normalize("NFKC", question).lower()
         for surface, code, kind in self.surfaces:
             if len(surface) < 2:
+                continue
+            # A Latin name (POS, ETC) is a whole word, not letters inside another (dePOSit): checked
+            # on the text with its spaces, which normalize() drops.
+            if surface.isascii() and surface.isalnum() and not re.search(
+                    rf"(?<![a-z0-9]){re.escape(surface)}(?![a-z0-9])", spaced):
                 continue
             start = q.find(surface)
             while start >= 0:
