@@ -142,7 +142,8 @@ def _restamp_zip(data: bytes) -> bytes:
 
 def render_docx(doc: Doc) -> bytes:
     import docx
-    from docx.oxml.ns import qn
+
+    from core.docx_fonts import use_east_asian_font
 
     d = docx.Document()
     props = d.core_properties
@@ -150,13 +151,7 @@ def render_docx(doc: Doc) -> bytes:
     props.author = props.last_modified_by = AUTHOR
     props.title = doc.title
     props.revision = 1
-    for style_name in ("Normal", "Heading 1", "Heading 2", "Heading 3", "Title"):
-        rpr = d.styles[style_name].element.get_or_add_rPr()
-        rfonts = rpr.find(qn("w:rFonts"))
-        if rfonts is None:
-            rfonts = rpr.makeelement(qn("w:rFonts"), {})
-            rpr.append(rfonts)
-        rfonts.set(qn("w:eastAsia"), "宋体")
+    use_east_asian_font(d)
     d.add_heading(doc.title, level=0)
     for kind, value in doc.blocks:
         if kind in ("h1", "h2", "h3"):

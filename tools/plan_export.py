@@ -610,20 +610,14 @@ def _docx_table(d: Any, columns: list[str], rows: list[list[str]]) -> None:
 
 def to_docx(draft: dict[str, Any]) -> bytes:
     import docx
-    from docx.oxml.ns import qn
+
+    from core.docx_fonts import use_east_asian_font
 
     doc = build_document(draft)
     d = docx.Document()
     d.core_properties.title = doc.title
     d.core_properties.author = "谱翼 Puyi"
-    # East-Asian font for the styles used, so Word shows the Chinese text in a Chinese face.
-    for style_name in ("Normal", "Title", "Heading 1", "Heading 2", "Heading 3"):
-        rpr = d.styles[style_name].element.get_or_add_rPr()
-        rfonts = rpr.find(qn("w:rFonts"))
-        if rfonts is None:
-            rfonts = rpr.makeelement(qn("w:rFonts"), {})
-            rpr.append(rfonts)
-        rfonts.set(qn("w:eastAsia"), "宋体")
+    use_east_asian_font(d)
     d.add_heading(doc.title, level=0)
     for kind, value in doc.blocks:
         if kind.startswith("h"):
