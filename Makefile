@@ -16,8 +16,9 @@ $(UV):
 install: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(VENV)/bin/python
 
+# ragas (extra `eval`) scores answer quality in the CI evaluation; `make run` does not need it.
 install-test: $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --python $(VENV)/bin/python
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --extra eval --python $(VENV)/bin/python
 
 setup: install
 	$(PUYI) setup
@@ -42,7 +43,7 @@ lint: install-test
 	$(VENV)/bin/mypy .
 
 bench: $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --extra bench --python $(VENV)/bin/python
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --extra eval --extra bench --python $(VENV)/bin/python
 	$(PUYI) bench catalog
 	$(PUYI) bench retrieval
 

@@ -325,6 +325,35 @@ def chat_cmd(
             out.print(f"[dim]（{answer.route}）[/dim]")
 
 
+@eval_app.callback(invoke_without_command=True)
+def eval_cmd(
+    ctx: typer.Context,
+    bank: Annotated[Path | None, typer.Option("--bank", help="按数据契约组织的银行数据目录")] = None,
+    questions: Annotated[Path | None, typer.Option("--questions", help="JSONL 评测问题")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="报告目录（report.md、report.json、图表）")] = Path("eval-report"),
+    previous: Annotated[Path | None, typer.Option("--previous", help="上次的 report.json，用于比较")] = None,
+    thresholds: Annotated[Path | None, typer.Option("--thresholds", help="门槛 JSON：未达标时退出码为 1")] = None,
+) -> None:
+    """在一家银行自己的数据上评测：导入到全新的 PUYI_HOME，逐题提问并打分，附安全探测与报告。"""
+    if ctx.invoked_subcommand is not None:
+        return
+    if bank is None or questions is None:
+        _fail("需要 --bank 和 --questions（或使用子命令 routing / retrieval）")
+        return
+    if not bank.is_dir() or not questions.is_file():
+        _fail(f"找不到银行目录 {bank} 或问题文件 {questions}")
+    from eval.harness import check_thresholds, run_eval
+
+    report = run_eval(bank, questions, out_dir, previous=previous, progress=lambda m: err.print(m, highlight=False))
+    out.print((out_dir / "report.md").read_text(encoding="utf-8").split("\n## ")[0], highlight=False, markup=False)
+    out.print(f"报告已写入 {out_dir}")
+    if thresholds is not None:
+        problems = check_thresholds(report, json.loads(thresholds.read_text(encoding="utf-8")))
+        for problem in problems:
+            err.print(f"[red]未达标[/red] {problem}", highlight=False)
+        raise typer.Exit(1 if problems else 0)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval_cmd(
     questions: Annotated[list[Path] | None, typer.Option("--questions", help="JSONL 评测问题（可多次）")] = None,
