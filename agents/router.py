@@ -107,6 +107,8 @@ _CUES: dict[str, list[tuple[re.Pattern[str], float]]] = {
     ],
     "knowledge": [
         (re.compile(p), w) for p, w in (
+            # A title in 《》 names a document: what it says is a question for the documents.
+            (r"《[^》]{2,60}》", 3.0),
             (r"可以.{0,10}吗|能不能|能否|是否可以|可不可以|允许|行不行|能.{0,10}(吗|嘛|不)[?？。!！]*$", 2.5),
             (r"如何|怎么|怎样|咋办|咋弄|咋整|咋做|咋处理|咋回答|流程|手续|步骤|材料|需要准备|注意事项|须知"
              r"|资质|需要(什么|哪些|啥)", 2.0),
