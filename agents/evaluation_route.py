@@ -18,7 +18,7 @@ from core.errors import PuyiError
 from tools import catalog, evaluation, substitution
 from tools.context import ToolContext
 from tools.facts import fact_meta
-from tools.periods import find_period
+from tools.periods import Period, find_period
 
 # Category words, read from the question with product names cut out (a name like 大额存单 is no cue).
 _CATEGORY = (
@@ -97,20 +97,30 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     return calls
 
 
+def _asked_period(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall],
+                  latest: Any) -> tuple[bool, Period | None]:
+    """The period the question names, read against the latest month with data; (False, None) when
+    it cannot be read (a future month…): the reason is recorded as a call for the answer."""
+    if latest is None:
+        return True, None
+    try:
+        period, _ = find_period(d.question, latest)
+    except PuyiError as exc:
+        calls.append({"name": "find_period", "args": {"question": d.question},
+                      "result": {"error": type(exc).__name__, "message": str(exc)}})
+        return False, None
+    return True, period
+
+
 def _handle_evaluation(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall], codes: list[str]) -> None:
     args: dict[str, Any] = {}
-    latest = fact_meta(ctx.conn).latest_month
-    if latest is not None:
-        try:
-            period, _ = find_period(d.question, latest)
-        except PuyiError as exc:
-            calls.append({"name": "find_period", "args": {"question": d.question},
-                          "result": {"error": type(exc).__name__, "message": str(exc)}})
-            return
-        if period is not None:
-            args["end"] = period.end.strftime("%Y-%m")
-            if period.months >= 3:
-                args["months"] = period.months
+    ok, period = _asked_period(d, ctx, calls, fact_meta(ctx.conn).latest_month)
+    if not ok:
+        return
+    if period is not None:
+        args["end"] = period.end.strftime("%Y-%m")
+        if period.months >= 3:
+            args["months"] = period.months
     codes = evaluation.sellable_under(ctx.conn, codes)[:_MAX_PRODUCTS] if codes else []
     category = _category(d)
     if focus(d) == "compete":
@@ -136,20 +146,15 @@ def _handle_substitution(d: RouteDecision, ctx: ToolContext, calls: list[ToolCal
             "message": "请告诉我要分析哪个产品，例如「某某存款的新客户从哪里来」。"}})
         return
     args: dict[str, Any] = {"product_code": codes[0]}
-    _, latest = substitution.holdings_span(ctx.conn)
-    if latest is not None:
-        try:
-            period, _ = find_period(d.question, latest)
-        except PuyiError as exc:
-            calls.append({"name": "find_period", "args": {"question": d.question},
-                          "result": {"error": type(exc).__name__, "message": str(exc)}})
-            return
-        if period is not None:
-            args["month"] = period.end.strftime("%Y-%m")
-            if period.months > 1:
-                args["months"] = period.months
-        elif _SINCE_LAUNCH.search(d.question):
-            args["since_launch"] = True
+    ok, period = _asked_period(d, ctx, calls, substitution.holdings_span(ctx.conn)[1])
+    if not ok:
+        return
+    if period is not None:
+        args["month"] = period.end.strftime("%Y-%m")
+        if period.months > 1:
+            args["months"] = period.months
+    elif _SINCE_LAUNCH.search(d.question):
+        args["since_launch"] = True
     _run(calls, ctx, substitution.substitution_analysis, **args)
 
 

@@ -4,13 +4,9 @@ way the sign-in happens, and an alert block's actions are buttons that send thei
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pytest
 
 from agents.history import record_turn
 from agents.service import Answer, Assistant
@@ -19,27 +15,10 @@ from core.access import Principal
 from core.db import Database
 from core.tokens import issue_token
 from eval.live import serve
-from tests.test_webchat import CHROMIUM, CHROMIUM_ARGS, open_page, sign_in
+from tests.test_webchat import browser, open_page, sign_in  # noqa: F401 - browser: the shared fixture
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} 不存在：网页对话的浏览器测试需要 Debian 的 chromium 包"
-        if os.environ.get("PUYI_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class AlertAssistant(Assistant):
@@ -78,7 +57,7 @@ def answered(page: Page, n: int) -> None:
         " && !document.querySelector('#send').disabled", arg=n)
 
 
-def test_alert_links_ask_once_signed_in_and_action_buttons_send(browser: Browser, loaded_db: Database) -> None:
+def test_alert_links_ask_once_signed_in_and_action_buttons_send(browser: Browser, loaded_db: Database) -> None:  # noqa: F811 - the fixture imported above
     from playwright.sync_api import expect
 
     with loaded_db.connection() as conn:
