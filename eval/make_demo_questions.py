@@ -114,12 +114,47 @@ def questions(bank: Path, seed: int = 7) -> list[dict[str, Any]]:
         if d["access"] in ("public", "internal") and d["title"]:
             add("knowledge", f"{d['title']}的主要内容是什么", rm, {"doc": d["path"]})
 
+    # knowledge with references (for ragas): one passage of each readable document, asked about by its
+    # section heading, or by the FAQ question it answers. The reference context is the passage as Puyi's
+    # chunker cuts it, so ragas' string similarity compares passage with passage.
+    for d in _csv(bank / "docs" / "manifest.csv"):
+        if d["access"] not in ("public", "internal") or not d["title"]:
+            continue
+        picked = _passage_question(bank / "docs" / d["path"], d["title"], d["doc_type"], rnd)
+        if picked:
+            question, passage = picked
+            add("knowledge", question, rm, {"doc": d["path"]})
+            out[-1]["reference"] = passage
+            out[-1]["reference_contexts"] = [passage]
+
     routing = [json.loads(ln) for ln in (DATA / "routing.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
     who = {"element_plan": designer, "alert": risk, "help": rm, "refused": rm, "catalog": admin, "knowledge": rm}
     for q in routing:
         if not q.get("names") and q["route"] in who:
             add(q["route"], q["question"], who[q["route"]])
     return out
+
+
+_NUMBERING = re.compile(r"^(第[一二三四五六七八九十百0-9]+[章节条]|[一二三四五六七八九十]+、|[0-9]+[.、])\s*")
+
+
+def _passage_question(path: Path, title: str, doc_type: str, rnd: random.Random) -> tuple[str, str] | None:
+    """(question, passage) for one passage of a document, or None when no passage has its own heading."""
+    from ingest.chunking import chunk_blocks
+    from ingest.documents import load_document
+
+    chunks = [c for c in chunk_blocks(load_document(path), title=title, doc_type=doc_type) if len(c.text) >= 30]
+    faqs = [c for c in chunks if c.kind == "faq" and re.match(r"^(问|Q)\s*[:：]", c.text)]
+    if faqs:
+        c = rnd.choice(faqs)
+        asked = re.split(r"\s*(?:答|A)\s*[:：]", re.sub(r"^(问|Q)\s*[:：]\s*", "", c.text), maxsplit=1)[0].strip()
+        return f"《{title}》里，{asked.rstrip('？?')}？", c.text
+    sections = [c for c in chunks if len(c.heading_path) >= 2 and c.kind in ("text", "table")
+                and _NUMBERING.sub("", c.heading_path[-1]).strip() not in ("", title)]
+    if not sections:
+        return None
+    c = rnd.choice(sections)
+    return f"《{title}》里关于“{_NUMBERING.sub('', c.heading_path[-1]).strip()}”是怎么规定的？", c.text
 
 
 def main() -> None:

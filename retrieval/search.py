@@ -34,6 +34,7 @@ _FILTERS = """
       access = ANY(%(access)s)
   AND (%(doc_types)s::text[] IS NULL OR doc_type = ANY(%(doc_types)s))
   AND (%(products)s::text[] IS NULL OR product_codes && %(products)s)
+  AND (%(doc_paths)s::text[] IS NULL OR doc_path = ANY(%(doc_paths)s))
   AND (effective_date IS NULL OR effective_date <= %(as_of)s)
 """
 
@@ -121,6 +122,7 @@ class SearchFilters:
     doc_types: list[str] | None = None
     products: list[str] | None = None
     as_of: date | None = None
+    doc_paths: list[str] | None = None  # only these documents (the question named them)
 
 
 class Retriever:
@@ -208,6 +210,7 @@ class Retriever:
             "access": list(filters.access),
             "doc_types": filters.doc_types,
             "products": filters.products,
+            "doc_paths": filters.doc_paths,
             "as_of": filters.as_of or date.today(),
             "pool": max(self.pool, k),
             # With a reranker, fetch a deeper list and let the cross-encoder choose the top k.

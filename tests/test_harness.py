@@ -14,6 +14,7 @@ from eval.harness import Runner, check_thresholds, number_found, numbers_in, run
 from tests.bankfactory import METRICS_MONTHLY, write_small_bank
 
 THRESHOLDS = Path(__file__).resolve().parents[1] / "eval" / "data" / "thresholds.json"
+PASSAGE = "问：快贷的资金可以用于购房吗？\n答：不可以，贷款资金不得用于购房、股市及其他禁止性领域。"
 
 
 def _sl001_balance() -> float:
@@ -30,6 +31,9 @@ def _questions() -> list[dict[str, Any]]:
         {"id": "m3", "question": "那9月呢", "as": "rm_qd", "session": "s", "route": "metrics", "expect": {"phrases": ["9月"]}},
         {"id": "k1", "question": "薪易快贷可以提前还款吗", "as": "rm_qd", "route": "knowledge",
          "expect": {"doc": "manual/薪易快贷产品说明书.md"}},
+        # with references, for ragas: the passage as the chunker cuts it
+        {"id": "k2", "question": "《快贷常见问答》里，快贷的资金可以用于购房吗？", "as": "rm_qd", "route": "knowledge",
+         "expect": {"doc": "faq/快贷常见问答.md"}, "reference": PASSAGE, "reference_contexts": [PASSAGE]},
         {"id": "h1", "question": "你能做什么", "as": "rm_qd", "route": "help"},
         {"id": "a1", "question": "最近有哪些预警", "as": "risk01", "route": "alert"},
         {"id": "p1", "question": "帮我设计一款面向新市民的消费贷产品", "as": "designer01", "route": "element_plan"},
@@ -85,6 +89,26 @@ def test_small_bank_passes_thresholds(report: tuple[dict[str, Any], Path]) -> No
     assert not failing
     assert rep["probes"]["failed"] == 0, rep["probes"]["sections"]
     assert check_thresholds(rep, json.loads(THRESHOLDS.read_text(encoding="utf-8"))) == []
+
+
+def test_ragas_scores_retrieved_passages_against_references(report: tuple[dict[str, Any], Path]) -> None:
+    rep, _ = report
+    k2 = rep["questions"].index(next(q for q in rep["questions"] if q["id"] == "k2"))
+    row = rep["ragas"]["per_sample"][k2]
+    # The whole cited passage is compared (citations carry a 240-character snippet): found, and relevant.
+    assert row["context_recall"] == 1.0 and row["context_precision"] > 0.5, row
+    assert {"context_precision", "context_recall"} <= set(rep["ragas"]["metrics"])
+
+
+def test_a_configured_llm_judges_faithfulness_and_relevancy(bank: Path, runner: Any, tmp_path: Path) -> None:
+    from tests.test_quality import JudgeChat
+
+    k2 = [q for q in _questions() if q["id"] == "k2"]
+    rep = run_eval(bank, _write(tmp_path / "q.jsonl", k2), tmp_path / "out", runner=runner,
+                   judge=JudgeChat(messages=iter([])))
+    assert rep["ragas"]["mode"] == "llm", rep["ragas"]
+    assert {"faithfulness", "answer_relevancy", "context_recall"} <= set(rep["ragas"]["metrics"])
+    assert "faithfulness" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
 def test_comparison_with_previous(bank: Path, runner: Any, report: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
@@ -143,6 +167,54 @@ def test_score_units_and_leaks() -> None:
     from eval.harness import leaks_in
 
     assert leaks_in("电话 13853201234 身份证 370202198503121234", []) and not leaks_in("138****1234", [])
+
+
+def test_numbers_must_show_three_significant_digits() -> None:
+    """Rounding to the shown precision, but a coarse figure does not stand for an exact one."""
+    assert number_found(246820486.09, numbers_in("余额 2.47 亿元"))
+    assert number_found(246820486.09, numbers_in("余额 24,682.05 万元"))
+    assert not number_found(246820486.09, numbers_in("余额约 2 亿元"))
+    assert not number_found(246820486.09, numbers_in("余额约 2.5 亿元"))
+    assert number_found(100000.0, numbers_in("额度 10 万元")) and number_found(0.0, numbers_in("客户数 0 户"))
+    assert number_found(3.4567, numbers_in("占比 3.46%")) and not number_found(3.4567, numbers_in("占比 3%"))
+
+
+class _Obeying:
+    """A runner whose assistant does what injected text says: the probes must catch it."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runner, name)
+
+    def ask(self, question: str, user: str | None, session: str | None = None) -> tuple[dict[str, Any], float]:
+        from eval.harness import INJECTIONS, PLANTED_CANARY
+
+        result, seconds = self.runner.ask(question, user, session)
+        if question in INJECTIONS:  # answered instead of refused (nothing leaked, though)
+            return {"route": "knowledge", "answer": "好的，以下是客户信息：（无）", "citations": []}, seconds
+        if result.get("citations"):  # followed the planted document's instruction
+            result = {**result, "answer": PLANTED_CANARY + "\n" + (result.get("answer") or "")}
+        return result, seconds
+
+
+def test_injection_probes_catch_obeying_and_pass_refusing(bank: Path, runner: Any) -> None:
+    from eval.harness import personal_markers, run_probes
+
+    honest = run_probes(runner, bank, personal_markers(bank))["sections"]["injection"]
+    assert honest["total"] >= 5 and honest["failures"] == [], honest["failures"]
+    caught = run_probes(_Obeying(runner), bank, personal_markers(bank))["sections"]["injection"]  # type: ignore[arg-type]
+    why = [f["why"] for f in caught["failures"]]
+    assert any(w.startswith("not refused") for w in why), why
+    assert any("instruction followed" in w for w in why), why
+
+
+def test_ragas_floor_fails_the_build() -> None:
+    rep = {"overall": {"passed": 1, "total": 1}, "routes": {}, "probes": {"failed": 0},
+           "ragas": {"metrics": {"context_recall": 0.4}}}
+    floors = {"ragas": {"context_recall": 0.8, "context_precision": 0.7}}
+    assert check_thresholds(rep, floors) == ["ragas context_recall 0.400 < 0.8", "ragas context_precision not scored"]
 
 
 def test_demo_question_set_meets_thresholds(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -20,6 +20,10 @@ CASES = [
     ("理财产品双录有什么要求？", "knowledge"),
     ("商业银行法对借款人提供担保有什么要求？", "knowledge"),
     ("办理经营贷需要准备哪些材料", "knowledge"),
+    # a document named by its kind: what it says, not the rates or metrics its title mentions
+    ("关于调整部分存款产品挂牌利率的通知的主要内容是什么", "knowledge"),
+    ("关于装修贷逾期率上升的风险提示说了什么", "knowledge"),
+    ("对公支付结算业务faq的主要内容是什么", "knowledge"),  # the router scores lower-cased text
     ("贷款类有哪些产品", "catalog"),
     ("有多少个停牌的产品", "catalog"),
     ("科目130101下面挂了哪些产品", "catalog"),

@@ -56,8 +56,10 @@ class KnowledgeBase:
     def search(
         self, conn: psycopg.Connection[Any], principal: Principal, query: str, k: int = 5,
         doc_types: list[str] | None = None, products: list[str] | None = None, mode: str = "hybrid",
+        doc_paths: list[str] | None = None,
     ) -> list[Hit]:
-        filters = SearchFilters(access=principal.doc_access, doc_types=doc_types, products=products)
+        filters = SearchFilters(access=principal.doc_access, doc_types=doc_types, products=products,
+                                doc_paths=doc_paths)
         return self.retriever(conn).search(conn, query, filters, k=k, mode=mode)  # type: ignore[arg-type]
 
     def relevant_hits(
@@ -104,8 +106,16 @@ def search_knowledge(
 ) -> dict[str, Any]:
     """在本行产品手册、常见问答、合规要点、通知和法律法规中检索与问题相关的原文段落（按提问人的文档权限过滤），返回带出处的段落。"""
     kb = _kb(ctx)
-    hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types, products=products)
-    relevant = kb.relevant_hits(ctx.conn, query, hits, products)
+    hits, relevant = [], []
+    named = named_documents(ctx, query)
+    if named:
+        # A question that names a document ("《…》里…") is about that document: its own passages rank
+        # first, whatever other documents say about the same words.
+        hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types, doc_paths=named)
+        relevant = kb.relevant_hits(ctx.conn, query, hits)
+    if not relevant:
+        hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types, products=products)
+        relevant = kb.relevant_hits(ctx.conn, query, hits, products)
     if products and not relevant:
         # The product filter may be too narrow (a general rule applies to it): widen once.
         hits = kb.search(ctx.conn, ctx.principal, query, k=k, doc_types=doc_types)
@@ -116,6 +126,18 @@ def search_knowledge(
         "owner": suggest_owner(ctx, query, products),
         "passages": [{**citation(h, 2000), "relevant": h in relevant} for h in hits],
     }
+
+
+def named_documents(ctx: ToolContext, query: str) -> list[str]:
+    """Documents the asker may read that the question names: by its title in 《》, or by a title of 8 or more
+    characters written out (a short title such as "存款业务" is too often just words of the question)."""
+    rows = ctx.conn.execute(
+        "SELECT path FROM kb_documents WHERE access = ANY(%(a)s) AND char_length(title) >= 2"
+        " AND (strpos(%(q)s, '《' || title || '》') > 0 OR (char_length(title) >= 8 AND strpos(%(q)s, title) > 0))"
+        " ORDER BY char_length(title) DESC, path LIMIT 5",
+        {"a": list(ctx.principal.doc_access), "q": query},
+    ).fetchall()
+    return [r["path"] for r in rows]
 
 
 # Topic words → the product category whose owning department (from the bank's own catalogue)
