@@ -409,8 +409,11 @@ def compare(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
                               "delta": None if now is None or before is None else now - before}
     now, before = rate(report["overall"]), rate(previous.get("overall"))
     out["overall"] = {"now": now, "before": before, "delta": None if now is None or before is None else now - before}
-    prev_failed = {q["id"] for q in previous.get("questions", []) if not q.get("passed")}
-    out["newly_failing"] = [q["id"] for q in report["questions"] if not q["passed"] and q["id"] not in prev_failed]
+    # By id, or by the question itself: regenerating a question set renumbers it.
+    prev_failed = {key for q in previous.get("questions", []) if not q.get("passed")
+                   for key in (q["id"], q.get("question")) if key}
+    out["newly_failing"] = [q["id"] for q in report["questions"] if not q["passed"]
+                            and q["id"] not in prev_failed and q.get("question") not in prev_failed]
     out["probe_failures"] = {"now": report["probes"]["failed"], "before": (previous.get("probes") or {}).get("failed")}
     scores_now = (report.get("ragas") or {}).get("metrics") or {}
     scores_before = (previous.get("ragas") or {}).get("metrics") or {}
@@ -443,7 +446,8 @@ def run_eval(bank: Path, questions: Path, out: Path, home: Path | None = None, p
                 why.append(f"personal data: {hit}")
                 leaks.append({"id": item["id"], "leak": hit})
             latencies.append(seconds)
-            results.append({"id": item["id"], "route": item.get("route"), "got": result.get("route"),
+            results.append({"id": item["id"], "question": item["question"], "route": item.get("route"),
+                            "got": result.get("route"),
                             "passed": not why, "why": "; ".join(why), "seconds": round(seconds, 4)})
             samples.append({"question": item["question"], "answer": result.get("answer") or "",
                             "contexts": runner.passages(result.get("citations") or []),

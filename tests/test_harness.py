@@ -119,6 +119,19 @@ def test_comparison_with_previous(bank: Path, runner: Any, report: tuple[dict[st
     assert "与上次比较" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
+def test_comparison_knows_a_renumbered_question() -> None:
+    from eval.harness import compare
+
+    def rep(questions: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"overall": {"passed": 0, "total": len(questions)}, "routes": {}, "questions": questions,
+                "probes": {"failed": 0}}
+
+    before = rep([{"id": "ale-236", "question": "最近有哪些预井", "passed": False}])
+    now = rep([{"id": "ale-284", "question": "最近有哪些预井", "passed": False},
+               {"id": "met-001", "question": "9月余额", "passed": False}])
+    assert compare(now, before)["newly_failing"] == ["met-001"]
+
+
 def test_planted_wrong_number_fails_the_build(bank: Path, runner: Any, tmp_path: Path) -> None:
     items = copy.deepcopy(_questions())
     items[1]["expect"]["numbers"] = [_sl001_balance() * 1.07]  # a corrupted expectation
