@@ -342,16 +342,62 @@ def eval_cmd(
         return
     if not bank.is_dir() or not questions.is_file():
         _fail(f"找不到银行目录 {bank} 或问题文件 {questions}")
-    from eval.harness import check_thresholds, run_eval
+    from eval.harness import check_thresholds, load_questions, run_eval
 
-    report = run_eval(bank, questions, out_dir, previous=previous, progress=lambda m: err.print(m, highlight=False))
+    limits: dict[str, Any] | None = None
+    try:
+        load_questions(questions)  # a malformed line is reported before minutes of import
+        if previous is not None:
+            try:
+                json.loads(previous.read_text(encoding="utf-8"))["overall"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise PuyiError(f"上次的报告 {previous} 无法读取：{exc}") from exc
+        if thresholds is not None:
+            limits = json.loads(thresholds.read_text(encoding="utf-8"))
+            if not isinstance(limits, dict):
+                raise ValueError("应是 JSON 对象")
+    except PuyiError as exc:
+        _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        _fail(f"门槛文件 {thresholds} 无效：{exc}")
+    try:
+        report = run_eval(bank, questions, out_dir, previous=previous,
+                          progress=lambda m: err.print(m, highlight=False))
+    except PuyiError as exc:
+        _fail(str(exc))
     out.print((out_dir / "report.md").read_text(encoding="utf-8").split("\n## ")[0], highlight=False, markup=False)
     out.print(f"报告已写入 {out_dir}")
-    if thresholds is not None:
-        problems = check_thresholds(report, json.loads(thresholds.read_text(encoding="utf-8")))
+    if limits is not None:
+        problems = check_thresholds(report, limits)
         for problem in problems:
             err.print(f"[red]未达标[/red] {problem}", highlight=False)
         raise typer.Exit(1 if problems else 0)
+
+
+@eval_app.command("questions")
+def eval_questions_cmd(
+    bank: Annotated[Path, typer.Option("--bank", help="按数据契约组织的银行数据目录")],
+    out_file: Annotated[Path, typer.Option("--out", help="写出的 JSONL 问题文件")] = Path("questions.jsonl"),
+    seed: Annotated[int, typer.Option("--seed", help="抽样种子（同一银行、同一种子得到同一问题集）")] = 7,
+) -> None:
+    """从银行自己的数据生成一套起步评测问题（指标答案直接由 CSV 求和，知识问题附参考段落），供审阅后用于 puyi eval。"""
+    from collections import Counter
+
+    from eval.question_set import questions as make_questions
+
+    missing = [f for f in ("products.csv", "branches.csv", "users.csv") if not (bank / f).is_file()]
+    if not bank.is_dir() or missing:
+        _fail(f"{bank} 不是按数据契约组织的银行目录：缺少 {'、'.join(missing) or '目录本身'}")
+    try:
+        items = make_questions(bank, seed=seed)
+    except (UnicodeDecodeError, KeyError, ValueError) as exc:
+        _fail(f"读取 {bank} 失败（请先用 puyi import 校验数据）：{type(exc).__name__}: {exc}")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in items), encoding="utf-8")
+    by_route = Counter(q["route"] for q in items)
+    out.print(f"{len(items)} 个问题 → {out_file}（" + "，".join(f"{r} {n}" for r, n in by_route.items()) + "）",
+              highlight=False)
+    out.print(f"请审阅后运行：puyi eval --bank {bank} --questions {out_file}", highlight=False, markup=False)
 
 
 @eval_app.command("retrieval")

@@ -232,7 +232,7 @@ def test_ragas_floor_fails_the_build() -> None:
 
 def test_demo_question_set_meets_thresholds(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The CI evaluation: the demo bank's full question set (≈90 s here) must stay above the thresholds."""
-    from eval.make_demo_questions import questions
+    from eval.question_set import questions
     from ingest.demo import write_demo_bank
 
     root = tmp_path_factory.mktemp("demo")
@@ -240,7 +240,7 @@ def test_demo_question_set_meets_thresholds(tmp_path_factory: pytest.TempPathFac
     write_demo_bank(bank, seed=20261123)
     frozen = THRESHOLDS.parent / "demo_questions.jsonl"
     items = [json.loads(ln) for ln in frozen.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    assert items == questions(bank), "demo_questions.jsonl is stale: rerun python -m eval.make_demo_questions"
+    assert items == questions(bank), "demo_questions.jsonl is stale: rerun python -m eval.question_set"
     assert len(items) >= 200 and {q["route"] for q in items} >= {
         "catalog", "metrics", "element_plan", "alert", "knowledge", "help", "refused"}
     rep = run_eval(bank, frozen, root / "out")
@@ -257,3 +257,56 @@ def test_restricted_probe_would_catch_a_leak(bank: Path, runner: Any) -> None:
     assert len(questions) == 2
     result, _ = runner.ask(questions[1], "admin01")
     assert _doc_cited(doc["path"], result["citations"]), result
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"question": "x"', "不是有效的 JSON"),
+    ('{"id": "a"}', "question"),
+    ('{"question": "你好", "route": "helpp"}', "未知路由"),
+    ('{"question": "你好", "expect": {"number": [1]}}', "未知字段"),
+    ('{"question": "你好", "expect": {"numbers": ["一亿"]}}', "不是数字"),
+    ('{"question": "你好", "expect": {"phrases": "余额"}}', "应是列表"),
+])
+def test_a_bad_question_line_is_named(tmp_path: Path, line: str, says: str) -> None:
+    from core.errors import PuyiError
+    from eval.harness import load_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "ok", "question": "你好"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(PuyiError, match=f"q.jsonl:2: .*{says}"):
+        load_questions(path)
+
+
+def test_a_bank_that_does_not_import_leaves_nothing_behind(tmp_path: Path) -> None:
+    from core.errors import PuyiError
+
+    (tmp_path / "bank").mkdir()
+    questions = _write(tmp_path / "q.jsonl", [{"id": "h", "question": "你好", "route": "help"}])
+    with pytest.raises(PuyiError, match="products.csv"):
+        run_eval(tmp_path / "bank", questions, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # no throwaway home, no database left
+
+
+def test_a_starter_set_for_another_bank(bank: Path, runner: Any, tmp_path: Path) -> None:
+    """`puyi eval questions` on a bank that is not the demo: every figure it expects, Puyi shows."""
+    from eval.question_set import questions
+
+    items = questions(bank)
+    assert {"metrics", "knowledge", "catalog", "help", "refused"} <= {q["route"] for q in items}
+    assert any(q.get("reference_contexts") for q in items)
+    rep = run_eval(bank, _write(tmp_path / "q.jsonl", items), tmp_path / "out", runner=runner)
+    figures = [q for q in rep["questions"] if q["route"] == "metrics"]
+    assert figures and all(q["passed"] for q in figures), [q for q in figures if not q["passed"]]
+    assert rep["routes"]["knowledge"]["passed"] >= 0.9 * rep["routes"]["knowledge"]["total"], rep["routes"]
+
+
+def test_eval_questions_command(bank: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "questions", "--bank", str(bank), "--out", str(tmp_path / "q.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "metrics" in result.output and (tmp_path / "q.jsonl").stat().st_size > 0
+    bad = CliRunner().invoke(app, ["eval", "questions", "--bank", str(tmp_path), "--out", str(tmp_path / "x.jsonl")])
+    assert bad.exit_code == 2 and "products.csv" in bad.output
