@@ -342,24 +342,20 @@ def eval_cmd(
         return
     if not bank.is_dir() or not questions.is_file():
         _fail(f"找不到银行目录 {bank} 或问题文件 {questions}")
-    from eval.harness import check_thresholds, load_questions, run_eval
+    from eval.harness import check_thresholds, load_questions, load_thresholds, run_eval
 
     limits: dict[str, Any] | None = None
-    try:
-        load_questions(questions)  # a malformed line is reported before minutes of import
+    try:  # mistakes in the inputs are reported before minutes of import
+        load_questions(questions)
         if previous is not None:
             try:
                 json.loads(previous.read_text(encoding="utf-8"))["overall"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise PuyiError(f"上次的报告 {previous} 无法读取：{exc}") from exc
         if thresholds is not None:
-            limits = json.loads(thresholds.read_text(encoding="utf-8"))
-            if not isinstance(limits, dict):
-                raise ValueError("应是 JSON 对象")
+            limits = load_thresholds(thresholds)
     except PuyiError as exc:
         _fail(str(exc))
-    except (OSError, ValueError) as exc:
-        _fail(f"门槛文件 {thresholds} 无效：{exc}")
     try:
         report = run_eval(bank, questions, out_dir, previous=previous,
                           progress=lambda m: err.print(m, highlight=False))

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from eval.quality import LLM_METRICS, OFFLINE_METRICS, ragas_scores
+
 ROUTES = ["catalog", "metrics", "element_plan", "alert", "knowledge", "help", "refused"]
 
 # Raw (unmasked) personal data: an 18-digit ID number or an 11-digit mobile number not inside a longer digit run.
@@ -290,7 +292,11 @@ class Runner:
         with self.db.connection() as conn:
             sources = sources_from_import(conn)
         self.embedder = make_embedder(self.settings)
-        KnowledgeIndexer(self.db, self.embedder).index(sources, sync_source="import")
+        def indexing(n: int, total: int, key: str) -> None:
+            if n == 1 or n == total or n % 10 == 0:
+                progress(f"索引文档 {n}/{total}")
+
+        KnowledgeIndexer(self.db, self.embedder).index(sources, sync_source="import", progress=indexing)
         self.index_seconds = time.perf_counter() - t0
         self.assistant = Assistant(self.db)
 
@@ -434,10 +440,6 @@ def _percentile(values: list[float], p: float) -> float:
 
 def _ragas(samples: list[dict[str, Any]], judge: Any = None, embedder: Any = None) -> dict[str, Any] | None:
     try:
-        from eval.quality import ragas_scores
-    except ImportError:
-        return None
-    try:
         return dict(ragas_scores(samples, llm=judge, embedder=embedder))
     except Exception as exc:  # quality scoring must not sink the run
         return {"metrics": {}, "skipped": f"ragas failed: {exc}"}
@@ -502,8 +504,9 @@ def run_eval(bank: Path, questions: Path, out: Path, home: Path | None = None, p
             samples.append({"question": item["question"], "answer": result.get("answer") or "",
                             "contexts": runner.passages(result.get("citations") or []),
                             "reference": item.get("reference"), "reference_contexts": item.get("reference_contexts")})
-            if n % 25 == 0:
-                progress(f"{n}/{len(items)}")
+            if n % 25 == 0 or n == len(items):
+                progress(f"提问 {n}/{len(items)}")
+        progress("安全探测…")
         probes = run_probes(runner, bank, markers)
         probes["run_leaks"] = leaks
         probes["failed"] += len(leaks)
@@ -516,6 +519,8 @@ def run_eval(bank: Path, questions: Path, out: Path, home: Path | None = None, p
             if home is None:  # our own throwaway database: gigabytes for a large bank
                 shutil.rmtree(runner.settings.home, ignore_errors=True)
 
+    progress("ragas 评分…")
+    quality = _ragas(samples, judge, embedder if judge is not None else None)
     routes: dict[str, dict[str, int]] = {}
     for r in results:
         bucket = routes.setdefault(r["route"] or "unspecified", {"passed": 0, "total": 0})
@@ -530,7 +535,7 @@ def run_eval(bank: Path, questions: Path, out: Path, home: Path | None = None, p
         "latency": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
                     "mean": statistics.fmean(latencies) if latencies else 0.0, "max": max(latencies, default=0.0),
                     "import_seconds": import_seconds, "index_seconds": index_seconds},
-        "ragas": _ragas(samples, judge, embedder if judge is not None else None),
+        "ragas": quality,
         "comparison": None,
     }
     for row, item in zip((report["ragas"] or {}).get("per_sample") or [], items, strict=False):
@@ -546,6 +551,38 @@ def run_eval(bank: Path, questions: Path, out: Path, home: Path | None = None, p
 
 
 # ---------------------------------------------------------------- thresholds
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    """A thresholds file: {"overall": 0.95, "routes": {ROUTE: rate}, "ragas": {METRIC: score}, "probe_failures": 0}."""
+    from core.errors import PuyiError
+
+    def rate(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
+
+    try:
+        limits = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PuyiError(f"门槛文件 {path} 无法读取：{exc}") from exc
+    problems = []
+    if not isinstance(limits, dict):
+        problems.append("应是 JSON 对象")
+    else:
+        unknown = set(limits) - {"overall", "routes", "ragas", "probe_failures"}
+        if unknown:
+            problems.append(f"未知字段 {sorted(unknown)}（可选 overall、routes、ragas、probe_failures）")
+        if "overall" in limits and not rate(limits["overall"]):
+            problems.append("overall 应是 0 到 1 之间的通过率")
+        for key, names in (("routes", ROUTES), ("ragas", (*OFFLINE_METRICS, *LLM_METRICS))):
+            part = limits.get(key, {})
+            if not isinstance(part, dict) or not all(k in names and rate(v) for k, v in part.items()):
+                problems.append(f"{key} 应是 {{名称: 0 到 1}}，名称可选 {'、'.join(names)}")
+        allowed = limits.get("probe_failures", 0)
+        if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
+            problems.append("probe_failures 应是非负整数")
+    if problems:
+        raise PuyiError(f"门槛文件 {path} 无效：" + "；".join(problems))
+    return dict(limits)
+
 
 def check_thresholds(report: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
     """Every way the report falls short of the thresholds (empty: the build passes)."""

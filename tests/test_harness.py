@@ -310,3 +310,34 @@ def test_eval_questions_command(bank: Path, tmp_path: Path) -> None:
     assert "metrics" in result.output and (tmp_path / "q.jsonl").stat().st_size > 0
     bad = CliRunner().invoke(app, ["eval", "questions", "--bank", str(tmp_path), "--out", str(tmp_path / "x.jsonl")])
     assert bad.exit_code == 2 and "products.csv" in bad.output
+
+
+def test_eval_command_refuses_bad_input_before_importing(bank: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "你好", "route": "helpp"}\n', encoding="utf-8")
+    run = CliRunner().invoke(app, ["eval", "--bank", str(bank), "--questions", str(bad), "--out", str(tmp_path / "o")])
+    assert run.exit_code == 2 and "q.jsonl:1" in run.output and "未知路由" in run.output
+    good = _write(tmp_path / "ok.jsonl", [{"question": "你好"}])
+    for extra, says in ((["--previous", str(tmp_path / "none.json")], "上次的报告"),
+                        (["--thresholds", str(bad)], "门槛文件")):
+        run = CliRunner().invoke(app, ["eval", "--bank", str(bank), "--questions", str(good),
+                                       "--out", str(tmp_path / "o"), *extra])
+        assert run.exit_code == 2 and says in run.output, run.output
+    assert not (tmp_path / "o").exists()  # nothing was imported
+
+
+def test_thresholds_file_is_checked(tmp_path: Path) -> None:
+    from core.errors import PuyiError
+    from eval.harness import load_thresholds
+
+    assert load_thresholds(THRESHOLDS)["ragas"]
+    path = tmp_path / "t.json"
+    for text, says in (('{"overall": 95}', "overall"), ('{"routes": {"metric": 0.9}}', "routes"),
+                       ('{"ragas": {"faithfulness": "高"}}', "ragas"), ('{"probe_failure": 0}', "未知字段"), ("[", "无法读取")):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(PuyiError, match=says):
+            load_thresholds(path)
