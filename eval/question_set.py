@@ -118,6 +118,8 @@ def questions(bank: Path, seed: int = 7) -> list[dict[str, Any]]:
     for i, code in enumerate(rnd.sample(plain, min(10, len(plain))) if admin and len(months) >= 2 else []):
         s = f"conv{i}"
         m1, m0 = months[-1], months[-2]
+        if sum(bal[(code, m1)].values()) <= 0 or sum(bal[(code, m0)].values()) <= 0:
+            continue
         add("metrics", f"{_label(m1)}{names[code]}的余额是多少", admin,
             {"numbers": [round(sum(bal[(code, m1)].values()), 2)]}, session=s)
         add("metrics", f"那{_label(m0)}呢", admin, {"numbers": [round(sum(bal[(code, m0)].values()), 2)]}, session=s)
