@@ -6,7 +6,9 @@ It needs no LLM. Each route has weighted cue patterns; the highest score wins, t
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +147,63 @@ _CUES: dict[str, list[tuple[re.Pattern[str], float]]] = {
 }
 
 _PRIORITY = ("alert", "element_plan", "metrics", "knowledge", "catalog")
+WEAK_SCORE = 2.0  # below this, the cues found say little and homophone typos are worth a look
+
+# --- homophone typos of cue words ---------------------------------------------------------------
+
+_JIEBA_LOCK = threading.Lock()
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,4}")
+
+
+@functools.lru_cache(maxsize=1)
+def _cue_words_by_pinyin() -> dict[str, str]:
+    """Toneless pinyin → cue word, for the literal words of the route cues (预警, 余额, 要素方案…).
+    A pinyin shared by two cue words is left out: the typo could be either."""
+    from core.text import pinyin_key
+
+    found: dict[str, set[str]] = {}
+    for cues in _CUES.values():
+        for rx, _ in cues:
+            for word in _CJK_RUN.findall(rx.pattern):
+                found.setdefault(pinyin_key(word), set()).add(word)
+    return {key: next(iter(words)) for key, words in found.items() if len(words) == 1}
+
+
+@functools.lru_cache(maxsize=1)
+def _word_counts() -> dict[str, int]:
+    """jieba's dictionary counts (about 0.5 s and 25 MB, on the first weak question only)."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    with _JIEBA_LOCK:  # jieba's lazy initialisation is not thread-safe
+        jieba.initialize()
+    return jieba.dt.FREQ  # type: ignore[no-any-return]
+
+
+def fix_homophones(text: str) -> str:
+    """`text` with input-method homophones of cue words corrected (预井 → 预警, 关住 → 关注): a span is
+    replaced only when it sounds like exactly one cue word and is not itself a common word."""
+    from core.text import pinyin_key
+
+    words, counts = _cue_words_by_pinyin(), _word_counts()
+    out, i = text, 0
+    while i < len(out):
+        for size in (4, 3, 2):
+            span = out[i:i + size]
+            if len(span) < size or not _CJK_RUN.fullmatch(span):
+                continue
+            word = words.get(pinyin_key(span))
+            if word and word != span and counts.get(span, 0) < COMMON_WORD_FREQ:
+                out = out[:i] + word + out[i + size:]
+                i += size - 1
+                break
+        i += 1
+    return out
+
+
+COMMON_WORD_FREQ = 50  # jieba's dictionary count above which a span is a word of its own (关注 5229, 关住 3)
 
 # --- catalogue filters --------------------------------------------------------------------------
 
@@ -246,6 +305,16 @@ def classify(question: str, index: CatalogIndex | None = None) -> RouteDecision:
         scores["catalog"] += 2.0
 
     best = max(_PRIORITY, key=lambda r: (scores[r], -_PRIORITY.index(r)))
+    if scores[best] < WEAK_SCORE:
+        # Little to go on: perhaps a cue word was typed as a homophone ("最近有哪些预井"). Re-score with
+        # such words corrected, and keep that only if it says more.
+        fixed = fix_homophones(scored_text)
+        if fixed != scored_text:
+            rescored = score_routes(fixed)
+            rescored["catalog"] += scores["catalog"] - score_routes(scored_text)["catalog"]  # the name bonuses
+            better = max(_PRIORITY, key=lambda r: (rescored[r], -_PRIORITY.index(r)))
+            if rescored[better] > scores[best]:
+                scored_text, scores, best = fixed, rescored, better
     decision = RouteDecision(
         best, best, text, products, subjects, sources, residual=scored_text,
         unknown_codes=mentions.unknown_codes if mentions else [],

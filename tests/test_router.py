@@ -57,3 +57,23 @@ def test_catalogue_intents_and_filters():
 def test_leftover_phrase_keeps_the_name_and_drops_intent_words():
     assert leftover_phrase("请问尊想贷的利率是多少？") == "尊想贷"
     assert leftover_phrase("贷款类有多少个产品") == ""
+
+
+@pytest.mark.parametrize(("typed", "meant", "route"), [
+    ("最近有哪些预井", "最近有哪些预警", "alert"),
+    ("为什么兴农贷被停派了", "为什么兴农贷被停牌了", "alert"),
+    ("出一个大额存单的要素方按", "出一个大额存单的要素方案", "element_plan"),
+])
+def test_homophone_typos_of_cue_words(typed: str, meant: str, route: str):
+    from agents.router import fix_homophones
+
+    assert fix_homophones(typed) == meant
+    assert classify(typed).route == route
+
+
+def test_real_words_are_not_corrected():
+    from agents.router import fix_homophones
+
+    # 涉及 sounds like the cue 设计 and 关注 is a cue itself: common words stay as typed.
+    assert fix_homophones("这笔业务涉及哪些产品") == "这笔业务涉及哪些产品"
+    assert fix_homophones("需要关注什么") == "需要关注什么"
