@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from agents.compose import Composed, _md_table
+from agents.handlers import MAX_PRODUCTS, call_tool
 from agents.router import RouteDecision, alert_id_in, leftover_phrase
 from agents.state import ToolCall
 from core.access import Principal
@@ -19,7 +20,6 @@ from tools.context import ToolContext
 from tools.facts import fact_meta
 from tools.periods import find_period
 
-_MAX_PRODUCTS = 3
 # Web-chat colours of the alert card (api/static/blocks.js) for each level.
 LEVEL_COLOURS = {"suspend": "red", "exit_review": "orange", "watch": "yellow"}
 _LEVEL_WORDS = (("suspend", r"停牌"), ("exit_review", r"退出评估|退出"), ("watch", r"关注"))
@@ -35,11 +35,6 @@ _ALERT_WORDS = re.compile(
     r"停牌|关注|暂停|退出评估|被|了|吗|呢|的|请问|一下"
 )
 
-
-def _call(calls: list[ToolCall], ctx: ToolContext, fn: Any, **args: Any) -> Any:
-    result = fn(ctx, **args)
-    calls.append({"name": fn.__name__, "args": args, "result": result})
-    return result
 
 
 def parse_disposition(text: str) -> tuple[str | None, str]:
@@ -60,11 +55,11 @@ def parse_disposition(text: str) -> tuple[str | None, str]:
 
 def _products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall]) -> list[str]:
     if d.products and not d.loose:
-        return list(dict.fromkeys(c.code for c in d.products))[:_MAX_PRODUCTS]
+        return list(dict.fromkeys(c.code for c in d.products))[:MAX_PRODUCTS]
     phrase = leftover_phrase(_ALERT_WORDS.sub(" ", d.residual or d.question))
     if len(phrase) < 2:
         return []
-    found = _call(calls, ctx, catalog.find_product, query=phrase, level="sellable")
+    found = call_tool(calls, ctx, catalog.find_product, query=phrase, level="sellable")
     return [found["candidates"][0]["code"]] if found["status"] == "found" else []
 
 
@@ -75,17 +70,17 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     try:
         if d.intent == "dispose" and alert_id is not None:
             key, note = parse_disposition(text)
-            _call(calls, ctx, alerts.dispose_alert, alert_id=alert_id, disposition=key or "confirmed", note=note)
+            call_tool(calls, ctx, alerts.dispose_alert, alert_id=alert_id, disposition=key or "confirmed", note=note)
             return calls
         if alert_id is not None:
-            _call(calls, ctx, alerts.explain_alert, alert_id=alert_id)
+            call_tool(calls, ctx, alerts.explain_alert, alert_id=alert_id)
             return calls
         codes = [] if d.intent == "list" else _products(d, ctx, calls)
         if calls and not codes:  # a name we could not pin down: the candidates are the answer
             return calls
         if codes:
             for code in codes:
-                _call(calls, ctx, alerts.explain_alert, product_code=code)
+                call_tool(calls, ctx, alerts.explain_alert, product_code=code)
             return calls
         month: str | None = None
         latest = fact_meta(ctx.conn).latest_month
@@ -94,7 +89,7 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
             month = period.end.strftime("%Y-%m") if period is not None else None  # args stay JSON-able
         level = next((k for k, p in _LEVEL_WORDS if re.search(p, d.residual or text)), None)
         named = [c.code for c in d.products if not d.loose]
-        _call(calls, ctx, alerts.list_alerts, month=month, level=level, product=named[0] if len(named) == 1 else None)
+        call_tool(calls, ctx, alerts.list_alerts, month=month, level=level, product=named[0] if len(named) == 1 else None)
     except PuyiError as exc:  # a future month, a bad month: a clear answer, no numbers
         calls.append({"name": "error", "args": {}, "result": {"error": str(exc)}})
     return calls
@@ -119,7 +114,7 @@ def _branch_table(br: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return columns, rows
 
 
-def _explain_one(a: dict[str, Any], result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+def _explain_one(a: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     rule, product = a["rule"], a["product"]
     lines = [f"### {product['name']}（{product['code']}）· 预警 #{a['id']} · {a['level_name']}",
              f"{a['month_label']}，{a['scope']}" + ("" if a["active"] else "（该预警已失效）")]
@@ -221,7 +216,7 @@ def _render_explain(r: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if r.get("note"):
         lines += [r["note"], ""]
     for a in r["alerts"]:
-        part, b = _explain_one(a, r)
+        part, b = _explain_one(a)
         if lines and not r.get("note"):
             lines += ["", "---", ""]
         lines += part

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.compose import Composed, _md_table
+from agents.handlers import MAX_PRODUCTS
 from agents.router import RouteDecision, leftover_phrase
 from agents.state import ToolCall
 from core.access import Principal
@@ -38,7 +39,6 @@ _CUE_WORDS = re.compile(
     r"新客户|新客|新增客户|从哪里来|从哪儿来|从哪来|来自哪里|来自|哪里|内部替代|替代|内耗|蚕食|是不是|是否|"
     r"产品评价|评价|评分卡|评分|打分|生命周期|阶段|低效|退出|竞争|格局"
 )
-_MAX_PRODUCTS = 3
 _TABLE_LIMIT = 200  # rows in a display table
 _TOP = 10
 
@@ -75,7 +75,7 @@ def _products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall]) -> list
             return None
     codes = list(dict.fromkeys(c.code for c in d.products))
     if codes:
-        return codes[:_MAX_PRODUCTS]
+        return codes[:MAX_PRODUCTS]
     phrase = leftover_phrase(_CUE_WORDS.sub(" ", d.residual or d.question))
     if not phrase or not re.search(r"贷|存|宝|通|卡|理财|基金|保险|金|产品|[A-Za-z]{2,}\d", phrase):
         return []
@@ -97,8 +97,7 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     return calls
 
 
-def _asked_period(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall],
-                  latest: Any) -> tuple[bool, Period | None]:
+def _asked_period(d: RouteDecision, calls: list[ToolCall], latest: Any) -> tuple[bool, Period | None]:
     """The period the question names, read against the latest month with data; (False, None) when
     it cannot be read (a future month…): the reason is recorded as a call for the answer."""
     if latest is None:
@@ -114,14 +113,14 @@ def _asked_period(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall],
 
 def _handle_evaluation(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall], codes: list[str]) -> None:
     args: dict[str, Any] = {}
-    ok, period = _asked_period(d, ctx, calls, fact_meta(ctx.conn).latest_month)
+    ok, period = _asked_period(d, calls, fact_meta(ctx.conn).latest_month)
     if not ok:
         return
     if period is not None:
         args["end"] = period.end.strftime("%Y-%m")
         if period.months >= 3:
             args["months"] = period.months
-    codes = evaluation.sellable_under(ctx.conn, codes)[:_MAX_PRODUCTS] if codes else []
+    codes = evaluation.sellable_under(ctx.conn, codes)[:MAX_PRODUCTS] if codes else []
     category = _category(d)
     if focus(d) == "compete":
         if category is None and codes:
@@ -146,7 +145,7 @@ def _handle_substitution(d: RouteDecision, ctx: ToolContext, calls: list[ToolCal
             "message": "请告诉我要分析哪个产品，例如「某某存款的新客户从哪里来」。"}})
         return
     args: dict[str, Any] = {"product_code": codes[0]}
-    ok, period = _asked_period(d, ctx, calls, substitution.holdings_span(ctx.conn)[1])
+    ok, period = _asked_period(d, calls, substitution.holdings_span(ctx.conn)[1])
     if not ok:
         return
     if period is not None:
@@ -163,7 +162,7 @@ def _handle_substitution(d: RouteDecision, ctx: ToolContext, calls: list[ToolCal
 
 def compose(d: RouteDecision, calls: list[ToolCall], principal: Principal, llm: Any = None) -> Composed:
     if not calls:
-        return "请告诉我要评价的产品或大类，例如「评价一下贷款类产品」「悦享存的新客户从哪里来」。", [], []
+        return "请告诉我要评价的产品或大类，例如「评价一下贷款类产品」「某某存款的新客户从哪里来」。", [], []
     last = calls[-1]
     r = last["result"]
     if last["name"] == "find_product":

@@ -19,10 +19,10 @@ Handler = Callable[[RouteDecision, ToolContext], list[ToolCall]]
 _TRACE_UP_RE = re.compile(r"上层|上级|被哪些|哪些可售|哪些产品用到|向上")
 _TRACE_RE = re.compile(r"穿透|下挂|底层|核算科目|科目|组成|构成|链路|追溯|原子|基础产品|聚类|上层|上级")
 _LIST_RE = re.compile(r"有哪些|哪些|列出|清单|列表|都有")
-_MAX_PRODUCTS = 3
+MAX_PRODUCTS = 3  # products one question may name before the rest are left out
 
 
-def _call(calls: list[ToolCall], ctx: ToolContext, fn: Callable[..., Any], **args: Any) -> Any:
+def call_tool(calls: list[ToolCall], ctx: ToolContext, fn: Callable[..., Any], **args: Any) -> Any:
     result = fn(ctx, **args)
     calls.append({"name": fn.__name__, "args": args, "result": result})
     return result
@@ -32,21 +32,21 @@ def handle_catalog(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     calls: list[ToolCall] = []
     if d.intent == "map_code":
         tokens = list(dict.fromkeys([src for _, src, _ in d.source_codes] + d.unknown_codes))
-        for token in tokens[:_MAX_PRODUCTS]:
-            _call(calls, ctx, catalog.map_source_code, source_code=token)
+        for token in tokens[:MAX_PRODUCTS]:
+            call_tool(calls, ctx, catalog.map_source_code, source_code=token)
         return calls
     if d.intent == "trace_up" and d.subjects:
-        for subject in d.subjects[:_MAX_PRODUCTS]:
-            _call(calls, ctx, catalog.trace_up, code=subject)
+        for subject in d.subjects[:MAX_PRODUCTS]:
+            call_tool(calls, ctx, catalog.trace_up, code=subject)
         return calls
     if d.intent in ("count", "list"):
         filters = {k: d.filters.get(k) for k in ("category", "segment", "status")}
         filters["level"] = d.filters.get("level", "sellable")
         if d.intent == "count":
             group_by = next((k for k in ("category", "status", "segment") if not d.filters.get(k)), "owner_dept")
-            _call(calls, ctx, catalog.count_products, group_by=group_by, **filters)
+            call_tool(calls, ctx, catalog.count_products, group_by=group_by, **filters)
         else:
-            _call(calls, ctx, catalog.list_products, **filters)
+            call_tool(calls, ctx, catalog.list_products, **filters)
         return calls
 
     codes = _resolve_products(d, ctx, calls)
@@ -55,11 +55,11 @@ def handle_catalog(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     text = d.residual
     for code in codes:
         if _TRACE_UP_RE.search(text):
-            _call(calls, ctx, catalog.trace_up, code=code)
+            call_tool(calls, ctx, catalog.trace_up, code=code)
         elif _TRACE_RE.search(text):
-            _call(calls, ctx, catalog.trace_down, code=code)
+            call_tool(calls, ctx, catalog.trace_down, code=code)
         else:
-            _call(calls, ctx, catalog.get_product, code=code)
+            call_tool(calls, ctx, catalog.get_product, code=code)
     return calls
 
 
@@ -69,7 +69,7 @@ def _resolve_products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall])
         # A loose name is shown as what it resolved to; several close candidates mean: ask.
         # "大额存单有哪些" asks for the list itself: every sellable product with that name.
         listing = {"limit": 50, "level": "sellable"} if _LIST_RE.search(d.residual) else {}
-        found = _call(calls, ctx, catalog.find_product, query=d.phrase or d.residual.strip(), **listing)
+        found = call_tool(calls, ctx, catalog.find_product, query=d.phrase or d.residual.strip(), **listing)
         if found["status"] != "found":
             return []
         return [found["candidates"][0]["code"]]
@@ -78,21 +78,21 @@ def _resolve_products(d: RouteDecision, ctx: ToolContext, calls: list[ToolCall])
         by_surface.setdefault(cand.matched, []).append(cand.code)
     for surface, codes in by_surface.items():
         if len(codes) > 1:  # one name, several products: let the person choose
-            _call(calls, ctx, catalog.find_product, query=surface)
+            call_tool(calls, ctx, catalog.find_product, query=surface)
             return []
-    return [c.code for c in d.products][:_MAX_PRODUCTS]
+    return [c.code for c in d.products][:MAX_PRODUCTS]
 
 
 def handle_knowledge(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
     calls: list[ToolCall] = []
-    codes = [c.code for c in d.products if not d.loose][:_MAX_PRODUCTS]
-    _call(calls, ctx, knowledge.search_knowledge, query=d.question, products=codes or None)
+    codes = [c.code for c in d.products if not d.loose][:MAX_PRODUCTS]
+    call_tool(calls, ctx, knowledge.search_knowledge, query=d.question, products=codes or None)
     for code in codes[:1]:
         # A product question gets the compliance reminders that apply to it, and a relationship
         # manager (who talks to customers) its talking points.
         if ctx.principal.role in ("rm", "admin"):
-            _call(calls, ctx, knowledge.talking_points, product_code=code)
-        _call(calls, ctx, knowledge.compliance_reminders, product_code=code)
+            call_tool(calls, ctx, knowledge.talking_points, product_code=code)
+        call_tool(calls, ctx, knowledge.compliance_reminders, product_code=code)
     return calls
 
 

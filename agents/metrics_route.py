@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from agents.compose import Composed, _md_table
-from agents.handlers import _call
 from agents.router import RouteDecision
 from agents.state import ToolCall
 from core.access import Principal
@@ -37,7 +36,13 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
         return calls
     calls.append({"name": "parse_metric_question", "args": {"question": d.question},
                   "result": {**query.as_args(), "notes": list(query.notes)}})
-    _call(calls, ctx, metrics.query_metric, **query.as_args())
+    # The parsed query is run as it is: `query_metric(**args)` would rebuild and re-check it (same result,
+    # tested), and the args are recorded so the call can be replayed.
+    try:
+        result = metrics.run_metric_query(ctx, query)
+    except PuyiError as exc:
+        result = {"error": str(exc), "error_type": type(exc).__name__}
+    calls.append({"name": "query_metric", "args": query.as_args(), "result": result})
     return calls
 
 

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from agents.compose import Composed, _md_table
+from agents.handlers import call_tool
 from agents.router import RouteDecision
 from agents.state import ToolCall
 from core.access import ROLE_NAMES, Principal
@@ -35,11 +36,6 @@ def design_plans(ctx: ToolContext, text: str, seed: int = DEFAULT_SEED) -> dict[
 
     return design(ctx, text, seed=seed, simulate=True)
 
-
-def _call(calls: list[ToolCall], ctx: ToolContext, fn: Any, **args: Any) -> Any:
-    result = fn(ctx, **args)
-    calls.append({"name": fn.__name__, "args": args, "result": result})
-    return result
 
 
 def refusal_text(principal: Principal) -> str:
@@ -64,7 +60,7 @@ def handle(d: RouteDecision, ctx: ToolContext) -> list[ToolCall]:
             result = plan_drafts.compare_drafts(ctx.conn, ctx.principal, codes)
             calls.append({"name": "compare_drafts", "args": {"codes": codes}, "result": result})
             return calls
-        design = _call(calls, ctx, design_plans, text=text, seed=DEFAULT_SEED)
+        design = call_tool(calls, ctx, design_plans, text=text, seed=DEFAULT_SEED)
         if design.get("plans"):
             draft = plan_drafts.save_draft(ctx.conn, ctx.principal, text, design, DEFAULT_SEED)
             calls.append({"name": "save_draft", "args": {"seed": DEFAULT_SEED}, "result": draft})

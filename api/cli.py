@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -71,9 +71,22 @@ def _database(settings: Settings | None = None) -> Iterator[Any]:
         db.close()
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[red]错误[/red]：{message}", highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _as_user(as_user: str | None) -> Iterator[tuple[Any, Any, Any]]:
+    """(database, connection, principal) for a command run `--as` someone; a refusal or a mistake
+    (unknown user, no such draft…) ends the command with its message."""
+    from core.access import load_principal
+
+    with _database() as db, db.connection() as conn:
+        try:
+            yield db, conn, load_principal(conn, as_user)
+        except PuyiError as exc:
+            _fail(str(exc))
 
 
 @app.command("import")
@@ -91,7 +104,6 @@ def import_cmd(
             for problem in exc.problems:
                 err.print(str(problem), highlight=False, markup=False)
             _fail(f"导入失败：发现 {len(exc.problems)} 个问题，未加载任何数据 (nothing was loaded)", 1)
-            return
         for warning in result.warnings:
             err.print(f"[yellow]警告[/yellow] {warning}", highlight=False)
         if result.status == "unchanged":
@@ -274,7 +286,6 @@ def ask_cmd(
             if as_json:
                 print(_json({"id": None, "error": str(exc)}))
             _fail(str(exc))
-            return
     if as_json:
         print(_json(answer.as_dict()))
     else:
@@ -301,7 +312,6 @@ def chat_cmd(
             who = assistant.principal(as_user)
         except PuyiError as exc:
             _fail(str(exc))
-            return
         session = uuid.uuid4().hex
         out.print(f"谱翼已就绪（{who.name}，{who.role}）。输入问题，/exit 退出，/reset 新会话。")
         while True:
@@ -339,7 +349,6 @@ def eval_cmd(
         return
     if bank is None or questions is None:
         _fail("需要 --bank 和 --questions（或使用子命令 routing / retrieval）")
-        return
     if not bank.is_dir() or not questions.is_file():
         _fail(f"找不到银行目录 {bank} 或问题文件 {questions}")
     from eval.harness import check_thresholds, load_questions, load_thresholds, run_eval
@@ -561,7 +570,6 @@ def eval_routing_cmd(
                 report = run(conn, file or DEFAULT_SET)
             except (OSError, ValueError) as exc:
                 _fail(str(exc))
-                return
     out.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
     if as_json:
         out_file.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -581,7 +589,6 @@ def users_token_cmd(
             token = issue_token(conn, user_id, days=days)
         except PuyiError as exc:
             _fail(str(exc))
-            return
     print(token)
 
 
@@ -699,7 +706,6 @@ def alerts_run_cmd(
             result = run_alerts(db, parse_month(month))
         except PuyiError as exc:
             _fail(str(exc))
-            return
     _print_rule_status(result["rules"])
     if as_json:
         print(_json(result))
@@ -728,19 +734,13 @@ def alerts_list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """列出预警事件（按级别、产品筛选），并报告预警规则文件的问题。"""
-    from core.access import load_principal
     from tools.alert_rules import rulebook
     from tools.alerts import list_alerts
     from tools.context import ToolContext
 
-    with _database() as db, db.connection() as conn:
-        try:
-            who = load_principal(conn, as_user)
-            result = list_alerts(ToolContext(conn=conn, principal=who), month=month, level=level, product=product,
-                                 active=None if include_inactive else True)
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (db, conn, who):
+        result = list_alerts(ToolContext(conn=conn, principal=who), month=month, level=level, product=product,
+                             active=None if include_inactive else True)
         result["rules"] = rulebook(db.settings).current(conn).status()
     _print_rule_status(result["rules"])
     if as_json:
@@ -793,16 +793,10 @@ def alerts_dispose_cmd(
     as_user: Annotated[str | None, typer.Option("--as", help="处置人（风险管理或管理员的用户编号）")] = None,
 ) -> None:
     """记录一条预警的处置结果（仅风险管理和管理员）。"""
-    from core.access import load_principal
     from tools.alerts import record_disposition
 
-    with _database() as db, db.connection() as conn:
-        try:
-            who = load_principal(conn, as_user)
-            result = record_disposition(conn, alert_id, who, disposition, note=note, channel="cli")
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (_, conn, who):
+        result = record_disposition(conn, alert_id, who, disposition, note=note, channel="cli")
     a = result["alert"]
     out.print(f"已记录：预警 #{result['alert_id']}（{a['product_name']} · {a['title']}，{a['month']}）处置为"
               f"「{result['disposition_name']}」，处置人 {result['user_name']}" + (f"；备注：{result['note']}" if result["note"] else ""),
@@ -831,14 +825,6 @@ def alerts_push_cmd(
                       else "消息已入队，由服务的发送进程发送。", highlight=False, soft_wrap=True)
 
 
-def _plan_context(conn: Any, db: Any, as_user: str | None) -> Any:
-    from core.access import load_principal
-    from tools.context import ToolContext
-    from tools.knowledge import KnowledgeBase
-
-    return ToolContext(conn=conn, principal=load_principal(conn, as_user), kb=KnowledgeBase(db.settings), channel="cli")
-
-
 def _print_markdown(text: str) -> None:
     from rich.markdown import Markdown
 
@@ -855,18 +841,16 @@ def plan_new_cmd(
 ) -> None:
     """设计要素方案：解读需求、收集依据、定价，生成保守/均衡/进取方案并做 A/B 沙盘，保存为创设状态的草案。"""
     from agents.plan_route import compose_design, design_plans, refusal_text
+    from tools.context import ToolContext
+    from tools.knowledge import KnowledgeBase
     from tools.plan_drafts import save_draft
 
-    with _database() as db, db.connection() as conn:
-        try:
-            ctx = _plan_context(conn, db, as_user)
-            if not ctx.principal.may("draft_plan"):
-                _fail(refusal_text(ctx.principal))
-            design = design_plans(ctx, text, seed=seed)
-            draft = save_draft(conn, ctx.principal, text, design, seed) if design.get("plans") and not no_save else None
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (db, conn, who):
+        if not who.may("draft_plan"):
+            _fail(refusal_text(who))
+        ctx = ToolContext(conn=conn, principal=who, kb=KnowledgeBase(db.settings), channel="cli")
+        design = design_plans(ctx, text, seed=seed)
+        draft = save_draft(conn, who, text, design, seed) if design.get("plans") and not no_save else None
     if as_json:
         print(_json({"design": design, "draft": draft}))
         return
@@ -883,16 +867,11 @@ def plan_list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """列出要素方案草案（最新的在前）。"""
-    from core.access import load_principal
     from tools.plan_drafts import list_drafts
     from tools.plan_export import local_time
 
-    with _database() as db, db.connection() as conn:
-        try:
-            result = list_drafts(conn, load_principal(conn, as_user), limit=limit)
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (_, conn, who):
+        result = list_drafts(conn, who, limit=limit)
     if as_json:
         print(_json(result))
         return
@@ -913,15 +892,10 @@ def plan_show_cmd(
 ) -> None:
     """查看一份草案：需求理解、定价底线、各方案要点与 A/B 沙盘对比。"""
     from agents.plan_route import compose_design
-    from core.access import load_principal
     from tools.plan_drafts import get_draft
 
-    with _database() as db, db.connection() as conn:
-        try:
-            draft = get_draft(conn, load_principal(conn, as_user), code)
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (_, conn, who):
+        draft = get_draft(conn, who, code)
     if as_json:
         print(_json(draft))
         return
@@ -936,15 +910,10 @@ def plan_compare_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """把一份或多份草案的各方案并排对比：要素、是否满足约束与沙盘指标。"""
-    from core.access import load_principal
     from tools.plan_drafts import compare_drafts
 
-    with _database() as db, db.connection() as conn:
-        try:
-            result = compare_drafts(conn, load_principal(conn, as_user), codes)
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (_, conn, who):
+        result = compare_drafts(conn, who, codes)
     if as_json:
         print(_json(result))
         return
@@ -960,16 +929,11 @@ def plan_export_cmd(
     as_user: Annotated[str | None, typer.Option("--as", help="以该用户身份导出（产品经理或管理员）")] = None,
 ) -> None:
     """把草案导出为 Markdown 或 Word（需求、依据、定价、各方案要素与理由、A/B 对比、假设、合规提示）。"""
-    from core.access import load_principal
     from tools.plan_drafts import get_draft
     from tools.plan_export import export_draft
 
-    with _database() as db, db.connection() as conn:
-        try:
-            content, name, _ = export_draft(get_draft(conn, load_principal(conn, as_user), code), fmt)
-        except PuyiError as exc:
-            _fail(str(exc))
-            return
+    with _as_user(as_user) as (_, conn, who):
+        content, name, _ = export_draft(get_draft(conn, who, code), fmt)
     target = out_file or Path(name)
     target.write_bytes(content)
     out.print(f"已导出 {target}（{len(content):,} 字节）", highlight=False)
@@ -1018,7 +982,6 @@ def llm_check() -> None:
         llm = make_llm(settings)
     except ValueError as exc:
         _fail(str(exc), code=1)
-        return
     if llm is None:
         _fail("没有配置大模型（PUYI_LLM_PROVIDER=none），谱翼使用规则引擎回答。"
               "配置方法见 README 的「LLM」一节。", code=1)

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import psycopg
@@ -49,6 +48,7 @@ from core.db import Database
 from tools.alert_rules import LEVEL_NAMES, fmt_number
 from tools.charts import line_chart_png
 from tools.metric_defs import definition
+from tools.periods import month_label
 
 log = logging.getLogger("puyi.alerts")
 
@@ -93,13 +93,6 @@ def _plain(text: Any) -> str:
     """Text for inside WeCom's card HTML and markdown tags: `<` `>` `&` as full-width look-alikes
     (a condition like 不良率 < 3% must not open a tag), no line breaks."""
     return " ".join(str(text).translate({ord("<"): "＜", ord(">"): "＞", ord("&"): "＆"}).split())
-
-
-def _month_label(month: Any) -> str:
-    if isinstance(month, date):
-        return f"{month.year}年{month.month}月"
-    text = str(month or "")
-    return f"{text[:4]}年{int(text[5:7])}月" if len(text) >= 7 and text[4] == "-" and text[5:7].isdigit() else text
 
 
 def _number(v: Any) -> float | None:
@@ -158,7 +151,7 @@ def alert_message(alert: dict[str, Any], public_url: str | None) -> dict[str, st
     metric_name = _plain(rule.get("metric_name") or metric_name)
     rule_name = _plain(rule.get("title") or alert["rule"])
     value = _plain(evidence.get("display") or fmt_number(_number(alert.get("value")), str(rule.get("unit") or unit)))
-    month = _plain(evidence.get("month_label") or _month_label(alert["month"]))
+    month = _plain(evidence.get("month_label") or month_label(alert["month"]))
     condition = _plain(alert.get("condition") or rule.get("condition") or "")
     product = _plain(product)
     dispose = f"回复「确认 #{aid}」「误报 #{aid}」「已处置 #{aid}」记录处置"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import os
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from core.text import normalize
+from core.text import fmt_money, normalize
 from tools.catalog import CATEGORY_NAMES, SEGMENT_NAMES, STATUS_NAMES
 from tools.metric_defs import FACTS, METRICS, Fact, Metric, definition
 
@@ -42,11 +43,13 @@ _OP_ALIASES = {
     "<=": "<=", "≤": "<=", "=<": "<=", "le": "<=", "lte": "<=", "小于等于": "<=", "不高于": "<=",
     "<": "<", "lt": "<", "小于": "<", "低于": "<",
 }
+_OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 _CATEGORY_ALIASES = {**{k: k for k in CATEGORY_NAMES}, **{v: k for k, v in CATEGORY_NAMES.items()},
                      "贷款类": "loan", "存款类": "deposit"}
 _STATUS_ALIASES = {**{k: k for k in STATUS_NAMES}, **{v: k for k, v in STATUS_NAMES.items()}}
 _SEGMENT_ALIASES = {**{k: k for k in SEGMENT_NAMES}, **{v: k for k, v in SEGMENT_NAMES.items()}}
-_LEVEL_ALIASES = {**{k: k for k in LEVEL_NAMES}, **{v: k for k, v in LEVEL_NAMES.items()}}
+LEVEL_ALIASES = {**{k: k for k in LEVEL_NAMES}, **{v: k for k, v in LEVEL_NAMES.items()}}
+LEVEL_CHOICES = "可用 suspend（停牌）、watch（关注）、exit_review（退出评估）(unknown level)"
 _ALL = ("all", "*", "any", "全部", "所有")
 
 RULE_KEYS = frozenset({
@@ -91,9 +94,7 @@ class Rule:
         """The comparison against the threshold (and the band's upper bound), exact in Decimal."""
         if value is None:
             return False
-        t = Decimal(str(self.threshold))
-        ok = {">=": value >= t, ">": value > t, "<=": value <= t, "<": value < t}[self.op]
-        return ok and (self.upper is None or value < Decimal(str(self.upper)))
+        return compare(self.op, value, Decimal(str(self.threshold))) and (self.upper is None or value < Decimal(str(self.upper)))
 
     def applies(self, product: dict[str, Any]) -> bool:
         """Whether the rule watches this product; retired products only when `statuses` says so."""
@@ -148,6 +149,11 @@ def fmt_plain(x: float | Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def compare(op: str, value: Decimal, threshold: Decimal) -> bool:
+    """`value op threshold` for a rule's operator (>=, >, <=, <)."""
+    return _OPERATORS[op](value, threshold)
+
+
 def fmt_number(x: float | Decimal | None, unit: str) -> str:
     """A value in the metric's unit as people read it: 3.46%, 5.20‱, 1,234.56 万元, 1,200 户."""
     if x is None:
@@ -156,11 +162,7 @@ def fmt_number(x: float | Decimal | None, unit: str) -> str:
     if unit in ("%", "‱"):
         return f"{v:,.2f}{unit}"
     if unit == "元":
-        if abs(v) >= 1e8:
-            return f"{v / 1e8:,.2f} 亿元"
-        if abs(v) >= 1e4:
-            return f"{v / 1e4:,.2f} 万元"
-        return f"{v:,.2f} 元"
+        return fmt_money(v)
     if unit == "分":
         return f"{v:,.1f} 分"
     return f"{v:,.0f} {unit}" if float(v).is_integer() else f"{v:,.2f} {unit}"
@@ -354,10 +356,9 @@ def _rule(name: str, spec: Any, base: Rule | None, errors: list[str], warnings: 
         else:
             changes["months"] = months
     if "level" in spec:
-        level = _LEVEL_ALIASES.get(str(spec["level"]).strip())
+        level = LEVEL_ALIASES.get(str(spec["level"]).strip())
         if level is None:
-            errors.append(f"规则 {name}：level 的取值「{spec['level']}」无法识别，可用 suspend（停牌）、watch（关注）、"
-                          f"exit_review（退出评估）(unknown level)")
+            errors.append(f"规则 {name}：level 的取值「{spec['level']}」无法识别，{LEVEL_CHOICES}")
         else:
             changes["level"] = level
     if "enabled" in spec:
@@ -506,8 +507,7 @@ class RuleBook:
         if conn is not None:
             row = conn.execute("SELECT folder FROM imports ORDER BY id DESC LIMIT 1").fetchone()
             if row is not None:
-                folder = row["folder"] if isinstance(row, dict) else row[0]
-                path = Path(folder) / RULES_FILE
+                path = Path(row["folder"]) / RULES_FILE
                 if path.is_file():
                     return str(path), path
             stored = conn.execute("SELECT sha256 FROM bank_files WHERE name = %(n)s", {"n": RULES_FILE}).fetchone()
@@ -556,11 +556,10 @@ class RuleBook:
         row = conn.execute("SELECT content, sha256 FROM bank_files WHERE name = %(n)s", {"n": RULES_FILE}).fetchone()
         if row is None:
             return
-        content, sha = (row["content"], row["sha256"]) if isinstance(row, dict) else (row[0], row[1])
-        signature = ("stored", sha)
+        signature = ("stored", row["sha256"])
         if signature != self._signature:
             self._signature = signature
-            self._apply("bank_files", content.encode("utf-8"))
+            self._apply("bank_files", row["content"].encode("utf-8"))
 
     def _apply(self, label: str, data: bytes) -> None:
         sha = hashlib.sha256(data).hexdigest()

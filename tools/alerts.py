@@ -32,11 +32,14 @@ from core.errors import PuyiError
 from core.masking import mask_name
 from tools.alert_rules import (
     DEFAULT_RULES,
+    LEVEL_ALIASES,
+    LEVEL_CHOICES,
     LEVEL_NAMES,
     LEVEL_ORDER,
     Rule,
     RuleSet,
     advice_for,
+    compare,
     fmt_number,
     fmt_plain,
     rulebook,
@@ -45,7 +48,7 @@ from tools.catalog import CATEGORY_NAMES, STATUS_NAMES
 from tools.context import ToolContext
 from tools.facts import fact_meta, fact_source
 from tools.metric_defs import FACTS, METRICS, Fact, Metric, definition
-from tools.periods import FuturePeriod, label_for, shift
+from tools.periods import FuturePeriod, month_label, shift
 
 TOP_LOANS = 10
 TOP_BRANCHES = 10
@@ -73,10 +76,6 @@ class NotAllowed(PuyiError):
 
 def month_iso(d: date) -> str:
     return d.strftime("%Y-%m")
-
-
-def month_label(d: date) -> str:
-    return label_for(d, d)
 
 
 def parse_month(value: date | str | None) -> date | None:
@@ -132,7 +131,7 @@ def metric_series(conn: psycopg.Connection[Any], principal: Principal, metrics: 
     rows = conn.execute(sql, {**params, "a": read_from, "b": end, "codes": products}).fetchall()
     raw: dict[str, dict[str, dict[date, Decimal | None]]] = {k: defaultdict(dict) for k in defs}
     for r in rows:
-        values = list(r.values())[2:] if isinstance(r, dict) else list(r)[2:]
+        values = list(r.values())[2:]
         for (key, _), v in zip(defs.items(), values, strict=True):
             raw[key][r["product_code"]][r["month"]] = v
     out: dict[str, dict[str, dict[date, Decimal | None]]] = {}
@@ -587,10 +586,9 @@ _LATEST_DISPOSITION = (
 def _level_key(level: str | None) -> str | None:
     if not level:
         return None
-    for key, name in LEVEL_NAMES.items():
-        if level in (key, name):
-            return key
-    raise PuyiError(f"预警级别「{level}」无法识别：可用 suspend（停牌）、watch（关注）、exit_review（退出评估）(unknown level)")
+    if level not in LEVEL_ALIASES:
+        raise PuyiError(f"预警级别「{level}」无法识别：{LEVEL_CHOICES}")
+    return LEVEL_ALIASES[level]
 
 
 def last_run(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
@@ -847,10 +845,6 @@ def dispose_alert(ctx: ToolContext, alert_id: int, disposition: str, note: str =
         return {"status": "not_found", "alert_id": alert_id, "message": str(exc)}
 
 
-def _passes(op: str, value: Decimal, threshold: Decimal) -> bool:
-    return {">=": value >= threshold, ">": value > threshold, "<=": value <= threshold, "<": value < threshold}[op]
-
-
 def suggest_threshold(op: str, threshold: float, unit: str, metric_name: str, positives: list[Decimal],
                       negatives: list[Decimal]) -> dict[str, Any]:
     """The threshold that keeps every confirmed (or acted-on) alert and drops the most false alarms."""
@@ -864,9 +858,9 @@ def suggest_threshold(op: str, threshold: float, unit: str, metric_name: str, po
     if positives:
         edge = min(positives) if upward else max(positives)
         t = edge.quantize(q, ROUND_FLOOR if upward else ROUND_CEILING)
-        if not _passes(op, edge, t):  # a strict comparison at exactly the edge
+        if not compare(op, edge, t):  # a strict comparison at exactly the edge
             t = t - q if upward else t + q
-        dropped = sum(1 for n in negatives if not _passes(op, n, t))
+        dropped = sum(1 for n in negatives if not compare(op, n, t))
         t_text = fmt_number(t, unit)
         if dropped == 0:
             return {"threshold": threshold, "threshold_display": cur_text, "dropped": 0,

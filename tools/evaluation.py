@@ -78,11 +78,11 @@ from typing import Any
 
 from core.access import Principal
 from core.text import fmt_money
+from tools.catalog import CATEGORY_NAMES, STATUS_NAMES
 from tools.context import ToolContext
-from tools.facts import fact_meta, fact_source, resolve_branch
-from tools.periods import FuturePeriod, label_for, shift
+from tools.facts import SOURCE_COLUMNS, fact_meta, fact_source, resolve_branch
+from tools.periods import FuturePeriod, label_for, month_label, shift
 
-CATEGORY_NAMES = {"deposit": "存款", "loan": "贷款", "payment": "支付结算", "intermediary": "中间业务", "market": "金融市场"}
 DIMENSIONS = ("finance", "market", "customer", "risk")
 DIMENSION_NAMES = {"finance": "财务贡献", "market": "市场表现", "customer": "客户体验", "risk": "风险管控"}
 WEIGHTS: dict[str, dict[str, int]] = {
@@ -94,8 +94,6 @@ WEIGHTS: dict[str, dict[str, int]] = {
 }
 STAGES = ("导入期", "成长期", "成熟期", "衰退期")
 EXIT_STATUSES = ("operating", "suspended")
-STATUS_NAMES = {"operating": "运营", "suspended": "停牌", "designing": "创设", "admission": "准入",
-                "building": "建设", "retired": "退出"}
 
 # Lifecycle thresholds (annualised growth, %) and the age of a new product (months): see the docstring.
 INTRO_MONTHS = 12
@@ -144,11 +142,6 @@ INDICATORS: tuple[Indicator, ...] = (
     Indicator("credit_cost", "年化信用成本率", "risk", "%", False, _ALL),
     Indicator("balance_volatility", "余额波动率", "risk", "%", False, ("deposit", "payment", "intermediary", "market")),
 )
-INDICATOR_BY_KEY = {i.key: i for i in INDICATORS}
-
-_SUMS = ("balance", "avg_balance", "customers", "new_customers", "lost_customers", "volume", "interest_income",
-         "interest_expense", "fee_income", "opex", "provision", "npl_balance", "overdue_balance", "complaints",
-         "satisfaction_w", "satisfaction_n")
 
 
 # --- display ------------------------------------------------------------------------------------
@@ -184,10 +177,6 @@ def show(value: float | None, unit: str, signed: bool = False) -> str:
 
 def score_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
-
-
-def month_text(d: date) -> str:
-    return f"{d.year}年{d.month}月"
 
 
 def chart_scale(values: list[float]) -> tuple[float, str]:
@@ -231,14 +220,14 @@ def _window(ctx: ToolContext, end: str | date | None, months: int) -> tuple[date
     except ValueError as exc:
         raise _Err("bad_month", str(exc)) from exc
     if e > meta.latest_month:
-        raise FuturePeriod(month_text(e), meta.latest_month)
+        raise FuturePeriod(month_label(e), meta.latest_month)
     if e < meta.first_month:
-        raise _Err("no_data", f"{month_text(e)}没有经营数据：数据从{month_text(meta.first_month)}开始。")
+        raise _Err("no_data", f"{month_label(e)}没有经营数据：数据从{month_label(meta.first_month)}开始。")
     months = max(1, min(int(months), 60))
     base, note = shift(e, -months), ""
     if base < meta.first_month:
         base = meta.first_month if meta.first_month < e else shift(e, -1)
-        note = f"经营数据从{month_text(meta.first_month)}开始，评价期相应缩短为{_months_between(base, e)}个月"
+        note = f"经营数据从{month_label(meta.first_month)}开始，评价期相应缩短为{_months_between(base, e)}个月"
         months = _months_between(base, e)
     return base, e, months, note
 
@@ -254,7 +243,7 @@ def _series(ctx: ToolContext, principal: Principal, branch: str | None, categori
             lo: date, hi: date) -> dict[str, dict[date, dict[str, Decimal | None]]]:
     """Per product and month, the facts summed over the scope: product → month → column → sum."""
     src, params = fact_source(ctx.conn, principal, branch)
-    sums = ", ".join(f"sum(f.{c}) AS {c}" for c in _SUMS if c != "avg_balance")
+    sums = ", ".join(f"sum(f.{c}) AS {c}" for c in SOURCE_COLUMNS if c != "avg_balance")
     rows = ctx.conn.execute(
         f"SELECT f.month, f.product_code, {sums}, sum(coalesce(f.avg_balance, f.balance)) AS avg_balance"
         f" FROM {src} JOIN products p ON p.code = f.product_code"
@@ -264,7 +253,7 @@ def _series(ctx: ToolContext, principal: Principal, branch: str | None, categori
     ).fetchall()
     out: dict[str, dict[date, dict[str, Decimal | None]]] = {}
     for r in rows:
-        out.setdefault(r["product_code"], {})[r["month"]] = {c: r[c] for c in _SUMS}
+        out.setdefault(r["product_code"], {})[r["month"]] = {c: r[c] for c in SOURCE_COLUMNS}
     return out
 
 
@@ -606,7 +595,7 @@ def _period(base: date, end: date, months: int, note: str = "") -> dict[str, Any
     start = shift(base, 1)
     return {"start": start.isoformat(), "end": end.isoformat(), "base": base.isoformat(), "months": months,
             "label": f"{label_for(start, end)}（{months}个月）" if months > 1 else label_for(start, end),
-            "end_label": month_text(end), "base_label": month_text(base), "note": note}
+            "end_label": month_label(end), "base_label": month_label(base), "note": note}
 
 
 def _trend(series: dict[str, dict[date, dict[str, Decimal | None]]], codes: list[str], names: dict[str, str],
@@ -672,7 +661,7 @@ def evaluate_products(ctx: ToolContext, category: str | None = None, products: l
     }
     if not shown and not missing:
         result["error"] = "no_products"
-        result["message"] = f"{month_text(e)}在{result['scope']}范围内没有可评价的产品（没有经营数据）。"
+        result["message"] = f"{month_label(e)}在{result['scope']}范围内没有可评价的产品（没有经营数据）。"
     if codes and len(shown) <= 3 and shown:
         result["trend"] = _trend(ev["series"], shown, {c: allp[c]["name"] for c in shown}, base, e)
     return result
@@ -694,7 +683,7 @@ def category_view(ctx: ToolContext, category: str, months: int = 12, end: str | 
     scope = _scope_label(ctx, branch)
     if cat is None:
         return {"error": "no_products", "period": _period(base, e, months, note), "scope": scope,
-                "message": f"{month_text(e)}在{scope}范围内{CATEGORY_NAMES[category]}类没有有经营数据的产品。"}
+                "message": f"{month_label(e)}在{scope}范围内{CATEGORY_NAMES[category]}类没有有经营数据的产品。"}
     series, allp = ev["series"], ev["products"]
     members = cat["order"]
 

@@ -91,15 +91,14 @@ def fact_meta(conn: psycopg.Connection[Any]) -> FactMeta:
     row = conn.execute("SELECT first_month, latest_month, fact_rows FROM metrics_meta WHERE id = 1").fetchone()
     if row is None:
         return FactMeta(None, None, 0)
-    values = list(row.values()) if isinstance(row, dict) else list(row)
-    return FactMeta(values[0], values[1], int(values[2]))
+    return FactMeta(row["first_month"], row["latest_month"], int(row["fact_rows"]))
 
 
 def head_office(conn: psycopg.Connection[Any]) -> str | None:
     row = conn.execute("SELECT code FROM branches WHERE parent_code IS NULL ORDER BY code LIMIT 1").fetchone()
     if row is None:
         return None
-    return str(row["code"] if isinstance(row, dict) else row[0])
+    return str(row["code"])
 
 
 def resolve_branch(conn: psycopg.Connection[Any], principal: Principal, branch: str | None) -> str | None:

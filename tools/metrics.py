@@ -23,7 +23,6 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
-from decimal import Decimal
 from typing import Any, Protocol
 
 import psycopg
@@ -44,7 +43,17 @@ from tools.facts import (
     resolve_branch,
 )
 from tools.metric_defs import FACTS, METRICS, Fact, Metric, definition, find_metric
-from tools.periods import FuturePeriod, Period, cn_number, find_period, label_for, previous, shift, year_ago
+from tools.periods import (
+    FuturePeriod,
+    Period,
+    cn_number,
+    find_period,
+    label_for,
+    month_label,
+    previous,
+    shift,
+    year_ago,
+)
 
 GROUP_BYS = ("product", "category", "segment", "cluster", "branch", "month")
 COMPARES = ("mom", "yoy", "trend")
@@ -122,12 +131,7 @@ class MetricQuery:
 
 
 def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    return float(value) if isinstance(value, Decimal | int | float) else float(value)
-
-
-format_money = fmt_money
+    return None if value is None else float(value)
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -135,7 +139,7 @@ def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "元":
-        return format_money(value)
+        return fmt_money(value)
     if unit in ("户", "笔"):
         return f"{value:,.0f} {unit}"
     if unit in ("%", "‱"):
@@ -180,10 +184,6 @@ def _chart_scale(unit: str, values: Iterable[float | None]) -> tuple[str, float]
     if top >= 1e4:
         return "万元", 1e4
     return "元", 1.0
-
-
-def month_label(d: date) -> str:
-    return f"{d.year}年{d.month}月"
 
 
 # --- the metrics themselves --------------------------------------------------------------------------
@@ -383,7 +383,7 @@ def _common_ancestor(conn: psycopg.Connection[Any], codes: list[str]) -> str | N
     ).fetchone()
     if row is None:
         return None
-    return str(row["ancestor"] if isinstance(row, dict) else row[0])
+    return str(row["ancestor"])
 
 
 def _product_rows(conn: psycopg.Connection[Any], codes: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -403,7 +403,7 @@ def expand_products(conn: psycopg.Connection[Any], codes: Iterable[str]) -> list
         " SELECT p.code FROM up JOIN products p ON p.code = up.code WHERE p.level = 'sellable' ORDER BY p.code",
         {"c": list(codes)},
     ).fetchall()
-    return [str(r["code"] if isinstance(r, dict) else r[0]) for r in rows]
+    return [str(r["code"]) for r in rows]
 
 
 def _loose_product(conn: psycopg.Connection[Any], text: str) -> tuple[str | None, str]:
@@ -557,7 +557,7 @@ def _check_branch(conn: psycopg.Connection[Any], principal: Principal, branch: s
     row = conn.execute("SELECT name FROM branches WHERE code = %(b)s", {"b": branch}).fetchone()
     if row is None:
         raise OutOfScope(f"没有找到机构 {branch}，请确认机构名称或代码。")
-    name = row["name"] if isinstance(row, dict) else row[0]
+    name = row["name"]
     inside = conn.execute(
         "SELECT 1 FROM branches WHERE code = %(b)s AND " + branch_in_scope("code"),
         {"b": branch, "scope": principal.scope_branch},
@@ -673,7 +673,6 @@ def build_query(
             rows = _product_rows(conn, sellable)
             keep = tuple(c for c in sellable if rows[c]["category"] in applies)
             if not keep:
-                known = _product_rows(conn, named)
                 what = "、".join(f"{known[c]['name']}（{CATEGORY_NAMES.get(known[c]['category'], '')}类）" for c in named)
                 raise NotApplicable(f"{d.name}只适用于{cats}类产品；{what}没有{d.name}，因此不给出数字。")
             if len(keep) < len(sellable):
@@ -805,7 +804,7 @@ def _aggregate(
 
 def _scope(conn: psycopg.Connection[Any], root: str | None) -> dict[str, Any]:
     row = conn.execute("SELECT name FROM branches WHERE code = %(b)s", {"b": root}).fetchone()
-    name = str((row["name"] if isinstance(row, dict) else row[0]) if row else root or "")
+    name = str(row["name"] if row else root or "")
     if root is None or root == head_office(conn):
         label = "全行"
     else:

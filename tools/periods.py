@@ -61,6 +61,11 @@ def shift(d: date, months: int) -> date:
     return _month(_index(d) + months)
 
 
+def month_label(d: date) -> str:
+    """2026年9月."""
+    return f"{d.year}年{d.month}月"
+
+
 def label_for(start: date, end: date) -> str:
     """How people name the span: 2026年9月, 2026年三季度, 2026年上半年, 2025年, else a range."""
     if start == end:

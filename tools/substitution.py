@@ -34,10 +34,11 @@ from decimal import Decimal
 from typing import Any
 
 from core.access import branch_in_scope
+from tools.catalog import CATEGORY_NAMES
 from tools.context import ToolContext
-from tools.evaluation import CATEGORY_NAMES, money, month_text, parse_month, pct
+from tools.evaluation import money, parse_month, pct
 from tools.facts import fact_source
-from tools.periods import FuturePeriod, label_for, shift
+from tools.periods import FuturePeriod, label_for, month_label, shift
 
 INTERNAL_SHARE = 50.0  # % of new customers who moved money from another product of the bank
 PARTIAL_SHARE = 20.0
@@ -126,11 +127,11 @@ def substitution_analysis(ctx: ToolContext, product_code: str, month: str | None
     except ValueError as exc:
         return {"error": "bad_month", "product": info, "message": str(exc)}
     if end > last:
-        raise FuturePeriod(month_text(end), last)
+        raise FuturePeriod(month_label(end), last)
     earliest = shift(first, 1)  # the first month whose previous month is in the data
     if end < earliest:
         return {"error": "no_previous_month", "product": info,
-                "message": f"持仓数据从{month_text(first)}开始，{month_text(end)}没有上月数据可比，无法识别新客户。"}
+                "message": f"持仓数据从{month_label(first)}开始，{month_label(end)}没有上月数据可比，无法识别新客户。"}
     if since_launch:
         row = conn.execute("SELECT min(month) AS m FROM holdings WHERE product_code = %(p)s AND balance > 0",
                            {"p": product_code}).fetchone()
@@ -235,7 +236,7 @@ def _category_effect(ctx: ToolContext, code: str, category: str, sources: list[s
     got = {r["month"]: r for r in rows}
     if base not in got or end not in got:
         return {"available": False, "base": base.isoformat(), "end": end.isoformat(),
-                "message": f"经营指标中缺少{month_text(base)}或{month_text(end)}的数据，无法对比大类余额变化。"}
+                "message": f"经营指标中缺少{month_label(base)}或{month_label(end)}的数据，无法对比大类余额变化。"}
 
     def val(m: date, k: str) -> float:
         v: Decimal | None = got[m][k]
@@ -247,7 +248,7 @@ def _category_effect(ctx: ToolContext, code: str, category: str, sources: list[s
     others = dc - dp
     return {
         "available": True, "base": base.isoformat(), "end": end.isoformat(),
-        "base_label": month_text(base), "end_label": month_text(end),
+        "base_label": month_label(base), "end_label": month_label(end),
         "category_name": CATEGORY_NAMES.get(category, category),
         "product_base": p0, "product_base_display": money(p0), "product_end": p1, "product_end_display": money(p1),
         "product_change": dp, "product_change_display": money(dp),
