@@ -209,8 +209,8 @@ def tool_loop(llm: Any, question: str, ctx: ToolContext, seconds: float) -> list
 
 def _save_design(calls: list[ToolCall], ctx: ToolContext, design: Any) -> None:
     """A design the model asked for is saved as a draft, as on the deterministic path."""
-    from agents.plan_route import DEFAULT_SEED
     from tools import plan_drafts
+    from tools.plan_types import DEFAULT_SEED
 
     if not (isinstance(design, dict) and design.get("plans") and ctx.principal.may("draft_plan")):
         return

@@ -23,18 +23,12 @@ from core.errors import PuyiError
 from tools import plan_drafts
 from tools.context import ToolContext
 from tools.plan_export import field_name, local_time, pricing_headline, requirement_rows, warnings_of
+from tools.plan_types import DEFAULT_SEED
+from tools.plans import design_plans
 
-DEFAULT_SEED = 20261123
 _DRAFT_RE = re.compile(r"DRAFT-\d{8}-\d{3,}", re.IGNORECASE)
 _KEY_ELEMENTS = (("利率", ("rate_min", "rate_max")), ("期限", ("term_min_months", "term_max_months")),
                  ("额度", ("amount_min", "amount_max")), ("担保", ("collateral",)), ("渠道", ("channels",)))
-
-
-def design_plans(ctx: ToolContext, text: str, seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """要素方案设计：解读需求、收集依据、定价并生成保守/均衡/进取方案，在客户样本上做 A/B 沙盘模拟。"""
-    from tools.plans import design_plans as design
-
-    return design(ctx, text, seed=seed, simulate=True)
 
 
 

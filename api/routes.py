@@ -373,7 +373,7 @@ def plans_list(request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=
 def plans_create(body: PlanRequest, request: Request, who: Who) -> dict[str, Any]:
     """Design element plans for a product idea (requirement, evidence, pricing, 保守/均衡/进取 plans
     and the A/B sandbox) and save them as a draft in the 创设 status (designers and admins)."""
-    from agents.plan_route import design_plans
+    from agents.plan_route import design_plans  # the same design step as the chat route
     from tools.plan_drafts import save_draft
 
     require(who, "draft_plan")

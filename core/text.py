@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -15,16 +16,19 @@ def normalize(text: str) -> str:
     return _SPACE_RE.sub("", unicodedata.normalize("NFKC", text)).lower()
 
 
+def money_scale(values: Iterable[float | None]) -> tuple[float, str]:
+    """The divisor and unit (亿元, 万元 or 元) that the largest of `values` reads best in."""
+    top = max((abs(v) for v in values if v is not None), default=0.0)
+    return (1e8, "亿元") if top >= 1e8 else (1e4, "万元") if top >= 1e4 else (1.0, "元")
+
+
 def fmt_money(value: Any) -> str:
     """Yuan the way bankers read them: 亿元 / 万元 with two decimals; — for no value."""
     if value is None:
         return "—"
     v = float(value)
-    if abs(v) >= 1e8:
-        return f"{v / 1e8:,.2f} 亿元"
-    if abs(v) >= 1e4:
-        return f"{v / 1e4:,.2f} 万元"
-    return f"{v:,.2f} 元"
+    div, unit = money_scale([v])
+    return f"{v / div:,.2f} {unit}"
 
 
 @lru_cache(maxsize=20000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,26 @@ BANK_TABLES = (
     "metrics_rollup", "metrics_meta", "alert_events", "alert_dispositions", "alert_runs", "plan_drafts",
     "rate_limits",  # not audit_log: it is append-only (a trigger refuses TRUNCATE); tests filter their rows
 )
+
+
+class Banks:
+    """One bank at a time in the shared database, written by `writers[name](folder)`; re-imported only
+    when a test needs another."""
+
+    def __init__(self, db: Database, root: Path, writers: dict[str, Callable[[Path], Any]]) -> None:
+        self.db, self.root, self.writers, self.current = db, root, writers, ""
+
+    def use(self, name: str) -> Database:
+        from ingest.importer import import_folder
+
+        if self.current != name:
+            with self.db.connection() as conn:
+                conn.execute("TRUNCATE " + ", ".join(BANK_TABLES) + " RESTART IDENTITY")
+            path = self.root / name / "bank"
+            self.writers[name](path)
+            import_folder(self.db, path)
+            self.current = name
+        return self.db
 
 
 def one(conn: Any, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,16 +6,14 @@ metrics_monthly / loans, never with the code under test.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.access import load_principal
 from core.db import Database
-from ingest.importer import import_folder
 from tests.bankfactory import write_small_bank
-from tests.conftest import BANK_TABLES, one
+from tests.conftest import Banks, one
 from tools.context import ToolContext
 from tools.plan_evidence import (
     competitor_rates,
@@ -41,31 +39,12 @@ EXTRA = {
 }
 
 
-class Banks:
-    """One bank at a time in the shared database; re-imported only when a test needs another."""
-
-    def __init__(self, db: Database, root: Path) -> None:
-        self.db, self.root, self.current = db, root, ""
-
-    def use(self, name: str) -> Database:
-        if self.current != name:
-            with self.db.connection() as conn:
-                conn.execute("TRUNCATE " + ", ".join(BANK_TABLES) + " RESTART IDENTITY")
-            path = self.root / name / "bank"
-            if name == "crafted":
-                write_small_bank(path, extra_rows=EXTRA)
-            elif name == "bare":
-                write_small_bank(path, drop=["ftp_curve.csv", "competitor_rates.csv"])
-            else:
-                raise ValueError(name)
-            import_folder(self.db, path)
-            self.current = name
-        return self.db
-
-
 @pytest.fixture(scope="module")
 def banks(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Banks:
-    return Banks(db, tmp_path_factory.mktemp("plan_evidence"))
+    return Banks(db, tmp_path_factory.mktemp("plan_evidence"), {
+        "crafted": lambda path: write_small_bank(path, extra_rows=EXTRA),
+        "bare": lambda path: write_small_bank(path, drop=["ftp_curve.csv", "competitor_rates.csv"]),
+    })
 
 
 @pytest.fixture()

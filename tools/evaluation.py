@@ -77,7 +77,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.access import Principal
-from core.text import fmt_money
+from core.text import fmt_money, money_scale
 from tools.catalog import CATEGORY_NAMES, STATUS_NAMES
 from tools.context import ToolContext
 from tools.facts import SOURCE_COLUMNS, fact_meta, fact_source, resolve_branch
@@ -177,12 +177,6 @@ def show(value: float | None, unit: str, signed: bool = False) -> str:
 
 def score_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
-
-
-def chart_scale(values: list[float]) -> tuple[float, str]:
-    """A divisor and unit so a money chart reads in 亿元 or 万元."""
-    top = max((abs(v) for v in values), default=0.0)
-    return (1e8, "亿元") if top >= 1e8 else (1e4, "万元") if top >= 1e4 else (1.0, "元")
 
 
 # --- window and facts ---------------------------------------------------------------------------
@@ -611,7 +605,7 @@ def _trend(series: dict[str, dict[date, dict[str, Decimal | None]]], codes: list
         every = [line(c) for c in total[1]]
         sums: list[float | None] = [sum(v[i] or 0.0 for v in every) for i in range(len(months))]
         lines = [(total[0], sums), *lines]
-    scale, unit = chart_scale([v for _, vals in lines for v in vals if v is not None])
+    scale, unit = money_scale([v for _, vals in lines for v in vals if v is not None])
     return {
         "x": [m.strftime("%Y-%m") for m in months], "unit": unit,
         "series": [{"name": n, "values": [None if v is None else round(v / scale, 2) for v in vals]}

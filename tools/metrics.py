@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 
 from core.access import Principal, branch_in_scope
 from core.errors import BadQuestion, PuyiError
-from core.text import fmt_money, normalize
+from core.text import fmt_money, money_scale, normalize
 from tools.catalog import CATEGORY_NAMES, SEGMENT_NAMES, Candidate, catalog_index
 from tools.context import ToolContext
 from tools.facts import (
@@ -178,12 +178,8 @@ def _chart_scale(unit: str, values: Iterable[float | None]) -> tuple[str, float]
     """The unit a chart's axis uses, and the divisor from the metric's unit to it."""
     if unit != "元":
         return unit, 1.0
-    top = max((abs(v) for v in values if v is not None), default=0.0)
-    if top >= 1e8:
-        return "亿元", 1e8
-    if top >= 1e4:
-        return "万元", 1e4
-    return "元", 1.0
+    div, money_unit = money_scale(values)
+    return money_unit, div
 
 
 # --- the metrics themselves --------------------------------------------------------------------------

@@ -23,24 +23,6 @@ from tools.plan_drafts import element_display, meets_text, plan_element_rows, si
 FORMATS = {"md": ("text/markdown; charset=utf-8", "md"),
            "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx")}
 
-# Headers for the columns of evidence tables; a key not listed shows as it is.
-_LABELS = {
-    "code": "编码", "name": "名称", "product_code": "产品编码", "product_name": "产品名称", "title": "标题",
-    "category": "大类", "segment": "客群", "status": "状态", "bank": "机构", "product_type": "产品类型",
-    "term_months": "期限（月）", "term": "期限", "rate": "利率", "as_of": "日期", "source": "来源",
-    "sources": "来源", "similarity": "相似度", "score": "相似度", "reason": "理由", "note": "说明",
-    "notes": "说明", "label": "项目", "value": "取值", "display": "取值", "balance": "余额",
-    "customers": "客户数", "npl_ratio": "不良率", "loss_rate": "损失率", "net_contribution": "净贡献",
-    "month": "月份", "snippet": "摘录", "doc_type": "文件类型", "heading": "章节", "path": "文件",
-    "element": "要素", "unit": "单位", "kind": "类型", "formula": "公式", "basis": "依据",
-}
-_SKIP_KEYS = {"elements", "chunk_id", "id", "level", "matched", "terms", "pricing"}
-_MAX_ROWS = 30
-_FIRST_KEYS = ("code", "product_code", "name", "product_name", "label", "title", "bank", "element")
-_LAST_KEYS = ("source", "sources", "note", "notes", "reason", "basis")
-_RAW_KEYS = ("value", "rate", "amount", "ratio", "pct", "percent")
-
-
 @dataclass
 class Document:
     title: str
@@ -75,10 +57,6 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _label(key: str) -> str:
-    return _LABELS.get(key, key)
-
-
 def _text_of(item: Any) -> str:
     """One line for an item of a list: its name or title, its value (display string first), its source."""
     if not isinstance(item, dict):
@@ -91,72 +69,6 @@ def _text_of(item: Any) -> str:
     if source:
         line += f"（来源：{_cell(source)}）"
     return line
-
-
-def _columns_of(items: list[dict[str, Any]]) -> list[str]:
-    """Scalar keys of a list of dicts, a display string standing in for its raw number."""
-    keys: list[str] = []
-    for it in items:
-        for k, v in it.items():
-            if k in keys or k in _SKIP_KEYS or isinstance(v, dict):
-                continue
-            if isinstance(v, list) and not all(isinstance(x, str) for x in v):
-                continue
-            keys.append(k)
-    shown = []
-    for k in keys:
-        if k.endswith("_display") and k[: -len("_display")] in keys:
-            continue  # placed where its raw value is
-        if "display" in keys and k in _RAW_KEYS:
-            continue  # the raw number behind the item's display string
-        shown.append(k)
-    # Stored as jsonb, a dict comes back with its keys reordered: name first, sources last.
-    return sorted(shown, key=lambda k: 0 if k in _FIRST_KEYS else 2 if k.split("_")[0] in _LAST_KEYS else 1)
-
-
-def _rows_of(items: list[dict[str, Any]], keys: list[str]) -> list[list[Any]]:
-    return [[it.get(f"{k}_display", it.get(k)) if f"{k}_display" in it else it.get(k) for k in keys]
-            for it in items[:_MAX_ROWS]]
-
-
-def _headers(keys: list[str]) -> list[str]:
-    return [_label(k[: -len("_display")] if k.endswith("_display") else k) for k in keys]
-
-
-def _generic(doc: Document, value: Any) -> None:
-    """Any JSON the evidence or pricing step returned, shown as lines and tables of what it holds."""
-    if value is None or value == {} or value == []:
-        return
-    if isinstance(value, list):
-        if all(isinstance(x, dict) for x in value):
-            keys = _columns_of(value)
-            doc.table(_headers(keys), _rows_of(value, keys))
-            if len(value) > _MAX_ROWS:
-                doc.p(f"（共 {len(value)} 项，仅列出前 {_MAX_ROWS} 项）")
-        else:
-            doc.ul([_cell(x) for x in value])
-        return
-    if not isinstance(value, dict):
-        doc.p(_cell(value))
-        return
-    lines: list[str] = []
-    nested: list[tuple[str, Any]] = []
-    for k, v in value.items():
-        if k in _SKIP_KEYS or k.endswith("_display") or k == "warnings" or ("display" in value and k in _RAW_KEYS):
-            continue
-        if isinstance(v, (dict, list)) and v and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-            nested.append((k, v))
-            continue
-        shown = value.get(f"{k}_display", v)
-        if shown not in (None, "", []):
-            lines.append(f"{_label(k)}：{_cell(shown)}")
-    for k, v in value.items():  # a display string without a raw value beside it
-        if k.endswith("_display") and k[: -len("_display")] not in value and v not in (None, ""):
-            lines.append(f"{_label(k[: -len('_display')])}：{v}")
-    doc.ul(lines)
-    for k, v in nested:
-        doc.p(f"{_label(k)}：")
-        _generic(doc, v)
 
 
 # --- sections -------------------------------------------------------------------------------------
@@ -234,9 +146,6 @@ def _requirement(doc: Document, req: dict[str, Any], request: str) -> None:
         doc.ul(list(req["notes"]))
 
 
-_COMPLIANCE_KEYS = ("compliance", "compliance_notes")
-
-
 def _compliance_line(n: Any) -> str:
     if not isinstance(n, dict) or not n.get("title"):
         return _text_of(n)
@@ -246,13 +155,7 @@ def _compliance_line(n: Any) -> str:
 
 
 def _compliance_items(evidence: dict[str, Any]) -> list[Any]:
-    for k in _COMPLIANCE_KEYS:
-        v = evidence.get(k)
-        if isinstance(v, dict):
-            v = v.get("notes") or v.get("items") or v.get("passages") or []
-        if v:
-            return list(v)
-    return []
+    return list(evidence.get("compliance") or [])
 
 
 def _num_line(label: str, item: Any) -> str:
@@ -309,18 +212,11 @@ def _risk(doc: Document, risk: dict[str, Any]) -> None:
     doc.ul(lines)
 
 
-_EVIDENCE_DONE = ("summary", "warnings", "sources", "assumptions", "category", "segment", "scope", "window",
-                  "pricing_term_months", "similar_products", "similar_total", "ftp", "competitors", "risk")
-
-
 def _evidence(doc: Document, evidence: dict[str, Any]) -> None:
     doc.h("二、依据")
     if not evidence:
         doc.p("没有记录依据。")
         return
-    summary = evidence.get("summary")
-    if isinstance(summary, str):
-        doc.p(summary)
     facts = []
     if evidence.get("scope"):
         facts.append(f"数据范围：{evidence['scope']}")
@@ -340,18 +236,6 @@ def _evidence(doc: Document, evidence: dict[str, Any]) -> None:
         _competitors(doc, evidence["competitors"])
     if isinstance(evidence.get("risk"), dict) and evidence["risk"]:
         _risk(doc, evidence["risk"])
-    for key, value in evidence.items():  # anything else the evidence step returns
-        if key in (*_EVIDENCE_DONE, *_COMPLIANCE_KEYS) or value in (None, "", [], {}):
-            continue
-        doc.h(_EVIDENCE_HEADINGS.get(key, _label(key)), 3)
-        _generic(doc, value)
-    sources = evidence.get("sources")
-    if sources:
-        doc.h("来源", 3)
-        doc.ul([_cell(s) for s in sources] if isinstance(sources, list) else [_cell(sources)])
-
-
-_EVIDENCE_HEADINGS = {"similar": "相似产品", "competitor_rates": "竞品利率", "performance": "相似产品经营表现"}
 
 
 _PRICING_KINDS = {"loan_floor": ("定价底线", "floor"), "deposit_ceiling": ("可承受利率上限", "ceiling")}
@@ -385,7 +269,7 @@ def plan_pricing_line(pricing: dict[str, Any]) -> str:
     for key in ("headroom", "vs_competitor"):
         item = pricing.get(key)
         if isinstance(item, dict) and item.get("display"):
-            bits.append(f"{item.get('source') or _label(key)} {item['display']}")
+            bits.append(f"{item.get('source') or key} {item['display']}")
     return "；".join(bits)
 
 
@@ -491,8 +375,6 @@ def assumptions_of(design: dict[str, Any]) -> list[str]:
     sources += [(f"{r.get('name')}：", r) for r in simulation.get("plans") or [] if isinstance(r, dict)]
     for prefix, part in sources:
         items = part.get("assumptions") if isinstance(part, dict) else None
-        if isinstance(items, dict):
-            items = [f"{_label(k)}：{_cell(v)}" for k, v in items.items()]
         for a in items or []:
             text = _text_of(a)
             if text and prefix + text not in found:
@@ -588,11 +470,7 @@ def to_markdown(draft: dict[str, Any]) -> str:
         elif kind == "table":
             columns, rows = value
             width = max([len(columns), *(len(r) for r in rows)])
-            columns = columns + [""] * (width - len(columns))
-            out.append("| " + " | ".join(_md_cell(c) for c in columns) + " |")
-            out.append("| " + " | ".join("---" for _ in columns) + " |")
-            out += ["| " + " | ".join(_md_cell(c) for c in r + ["—"] * (width - len(r))) + " |" for r in rows]
-            out.append("")
+            out += [_md_table(columns + [""] * (width - len(columns)), [r + ["—"] * (width - len(r)) for r in rows]), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

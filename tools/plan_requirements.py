@@ -38,13 +38,11 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from tools.catalog import CATEGORY_NAMES, SEGMENT_NAMES
 from tools.plan_types import Requirement
 
 RATE_CAP = 24.0  # annual %: above it a rate is implausible (民间借贷司法保护上限 of the 2015 rules)
 
-_CATEGORY_NAMES = {"loan": "贷款", "deposit": "存款", "intermediary": "中间业务", "payment": "支付结算",
-                   "market": "金融市场"}
-_SEGMENT_NAMES = {"retail": "零售", "corporate": "对公", "inclusive": "普惠小微", "interbank": "同业"}
 _FIELD_NAMES = {"rate": "年利率", "amount": "金额", "term": "期限"}
 
 
@@ -678,7 +676,7 @@ def _category(text: str, notes: list[str]) -> str | None:
     if others:
         said = "」「".join(dict.fromkeys(h.word for h in hits))
         notes.append(f"文中同时出现「{said}」，按产品名的中心词「{chosen.word}」读作"
-                     f"{_CATEGORY_NAMES[chosen.label]}")
+                     f"{CATEGORY_NAMES[chosen.label]}")
     return chosen.label
 
 
@@ -695,7 +693,7 @@ def _segment(text: str, notes: list[str]) -> str | None:
     label, word = found[0]
     if len(found) > 1:
         others = "、".join(f"「{w}」" for _, w in found[1:])
-        notes.append(f"客群按「{word}」读作{_SEGMENT_NAMES[label]}（文中还提到{others}）")
+        notes.append(f"客群按「{word}」读作{SEGMENT_NAMES[label]}（文中还提到{others}）")
     return label
 
 
@@ -894,8 +892,8 @@ def parse_requirement(text: str) -> Requirement:
     req.product_type = _product_type(plain, req.category, req.segment, req.purpose, purposes,
                                      (req.term_min_months, req.term_max_months))
     if req.product_type:
-        said = "·".join(x for x in (_CATEGORY_NAMES.get(req.category or ""),
-                                    _SEGMENT_NAMES.get(req.segment or ""), req.purpose) if x)
+        said = "·".join(x for x in (CATEGORY_NAMES.get(req.category or ""),
+                                    SEGMENT_NAMES.get(req.segment or ""), req.purpose) if x)
         notes.append(f"产品类型归为「{req.product_type}」（{said}）")
     req.notes = reader.notes + notes
     req.conflicts = list(reader.conflicts)

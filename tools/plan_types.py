@@ -15,6 +15,7 @@ ELEMENT_KEYS: tuple[str, ...] = (
     "early_repayment", "min_amount",
 )
 PLAN_NAMES: tuple[str, ...] = ("保守", "均衡", "进取")
+DEFAULT_SEED = 20261123  # the sandbox's sample seed unless one is given: the same design, the same figures
 
 
 @dataclass

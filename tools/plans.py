@@ -62,13 +62,16 @@ from tools.plan_evidence import (
     ONLINE_RE,
     channels_cover,
     collateral_classes,
+    fill_from_similar,
+    gather_evidence,
     lgd_for,
     months_text,
     parse_number,
     pct,
     split_channels,
 )
-from tools.plan_types import ELEMENT_KEYS, PLAN_NAMES, Plan, PlanElement, Requirement
+from tools.plan_requirements import parse_requirement
+from tools.plan_types import DEFAULT_SEED, ELEMENT_KEYS, PLAN_NAMES, Plan, PlanElement, Requirement
 
 # --- pricing constants (annual %) ---------------------------------------------------------------------
 CAPITAL_ADEQUACY = 10.5  # % of risk-weighted assets held as capital
@@ -505,10 +508,9 @@ def _check(plan_terms: dict[str, Any], req: Requirement, rate: float | None, unm
         unmet.append(f"利率 {pct(rate)} 高于设计上限 {pct(req.rate_max)}")
 
 
-def _plan_pricing(req: Requirement, evidence: dict[str, Any], collateral: str | None,
-                  rate: float | None, market: dict[str, Any]) -> dict[str, Any]:
-    pricing = price(req, evidence, collateral=collateral)
-    limit = _limit(pricing)
+def _plan_pricing(pricing: dict[str, Any], limit: float | None, rate: float | None,
+                  market: dict[str, Any]) -> dict[str, Any]:
+    """The plan's own pricing with its rate, the headroom over its limit and the gap to competitors."""
     if rate is not None:
         pricing["rate"] = {"value": rate, "display": pct(rate), "source": "本方案报价"}
         if limit is not None:
@@ -550,7 +552,7 @@ def _build_plan(name: str, req: Requirement, evidence: dict[str, Any], market: d
     unmet: list[str] = []
     elements: dict[str, PlanElement] = {}
     collateral, collateral_why = (_collateral_for(name, req) if category == "loan" else (None, ""))
-    pricing = price(req, evidence, collateral=collateral) if category == "loan" else price(req, evidence)
+    pricing = price(req, evidence, collateral=collateral)
     limit = _limit(pricing)
     rate: float | None = None
     limit_src = f"{'定价底线' if category == 'loan' else '可承受利率上限'} {pct(limit)}（{pricing.get('formula', '')}）"
@@ -659,16 +661,15 @@ def _build_plan(name: str, req: Requirement, evidence: dict[str, Any], market: d
         "competitor_rate": competitor,
     }
     _check(terms, req, rate, unmet)
-    plan_pricing = _plan_pricing(req, evidence, collateral, rate, market) if limit is not None else pricing
+    plan_pricing = _plan_pricing(pricing, limit, rate, market) if limit is not None else pricing
     ordered = [elements[k] for k in ELEMENT_KEYS]
     return Plan(name=name, elements=ordered, terms=terms, pricing=plan_pricing, meets_constraints=not unmet,
                 unmet=unmet)
 
 
-def build_plans(req: Requirement, evidence: dict[str, Any], pricing: dict[str, Any] | None = None) -> list[Plan]:
+def build_plans(req: Requirement, evidence: dict[str, Any]) -> list[Plan]:
     """Three draft plans (保守/均衡/进取) with every element, its reason and sources (see the module
-    docstring). `pricing` (`price(req, evidence)`) is accepted for the pipeline's shape: each plan
-    prices itself again, for its own collateral, so a plan's floor is always its own."""
+    docstring). Each plan prices itself, for its own collateral, so a plan's floor is always its own."""
     _fill_from_evidence(req, evidence)
     market = _market(evidence, req.category or "")
     return [_build_plan(name, req, evidence, market) for name in PLAN_NAMES]
@@ -677,11 +678,7 @@ def build_plans(req: Requirement, evidence: dict[str, Any], pricing: dict[str, A
 def _fill_from_evidence(req: Requirement, evidence: dict[str, Any]) -> None:
     """Fill what is still missing from the evidence's similar products (gather_evidence has usually
     done it already; this makes build_plans work on any requirement)."""
-    from tools.plan_evidence import fill_from_similar
-
-    similar = [{"code": p["code"], "name": p["name"], "segment": p["segment"], "elements": p["elements"]}
-               for p in _similar(evidence)]
-    fill_from_similar(req, similar)
+    fill_from_similar(req, _similar(evidence))
 
 
 # --- the orchestrator ---------------------------------------------------------------------------------
@@ -699,33 +696,26 @@ _WHAT_TO_SAY = ("请描述新产品的设想，至少说明产品大类（如贷
                 "利率不高于4.5%，线上办理”")
 
 
-def design_plans(ctx: ToolContext, text: str, seed: int = 20261123, simulate: bool = True) -> dict[str, Any]:
+def design_plans(ctx: ToolContext, text: str, seed: int = DEFAULT_SEED, simulate: bool = True) -> dict[str, Any]:
     """根据产品经理用中文描述的新产品设想，生成2–3套要素方案（保守/均衡/进取）：解析需求、收集证据、
     计算定价底线（或存款可承受利率上限）、给出每个要素的取值理由和出处，并可在客户样本上做沙盘模拟。"""
     started = time.perf_counter()
     if not ctx.principal.may("draft_plan"):
         raise PlanForbidden("抱歉，要素方案设计仅限产品经理和管理员使用。如需新产品方案，请联系总行产品管理部门的产品经理"
                             " (forbidden: draft_plan)")
-    from tools.plan_requirements import parse_requirement
-
     req = parse_requirement(text)
     if req.category is None:
         raise NotAProductIdea(f"没有看出这是哪一类产品的设想。{_WHAT_TO_SAY}")
-    from tools.plan_evidence import gather_evidence
-
     evidence = gather_evidence(ctx, req)
     pricing = price(req, evidence)
-    plans = build_plans(req, evidence, pricing)
+    plans = build_plans(req, evidence)
     warnings = list(req.conflicts) + list(evidence.get("warnings", [])) + list(pricing.get("warnings", []))
     plan_dicts = [p.as_dict() for p in plans]
     simulation = None
     if simulate:
-        try:
-            from tools.sandbox import simulate as run_simulation
-        except ImportError:
-            warnings.append("沙盘模拟模块尚未就绪，本次未做模拟")
-        else:
-            simulation = run_simulation(ctx.conn, plan_dicts, req.as_dict(), seed=seed, principal=ctx.principal)
+        from tools.sandbox import simulate as run_simulation  # numpy: loaded only when simulating
+
+        simulation = run_simulation(ctx.conn, plan_dicts, req.as_dict(), seed=seed, principal=ctx.principal)
     return {
         "requirement": req.as_dict(), "evidence": evidence, "pricing": pricing, "plans": plan_dicts,
         "simulation": simulation, "warnings": list(dict.fromkeys(warnings)),

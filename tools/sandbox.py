@@ -73,7 +73,9 @@ import numpy as np
 
 from core.access import Principal, branch_in_scope
 from core.errors import PuyiError
-from core.text import fmt_money
+from core.text import fmt_money, money_scale
+from tools.catalog import CATEGORY_NAMES, SEGMENT_NAMES
+from tools.plan_types import DEFAULT_SEED
 
 # --- model constants (documented in the module docstring and in every result's assumptions) ------
 LOAN_BASE_TAKEUP = 0.15  # take-up at the competitors' rate, before channel reach
@@ -92,9 +94,6 @@ PSEUDONYM_HEX = 8  # 16^8 ≈ 4.3 × 10^9 pseudonyms: collisions negligible for 
 KEY_FILE = "pseudonym.key"
 
 SUPPORTED = ("loan", "deposit")
-SEGMENT_NAMES = {"retail": "零售", "corporate": "对公", "inclusive": "普惠小微", "interbank": "同业", "all": "全客群"}
-CATEGORY_NAMES = {"deposit": "存款", "loan": "贷款", "payment": "支付结算", "intermediary": "中间业务",
-                  "market": "金融市场"}
 ONLINE_WORDS = ("线上", "网上", "在线", "手机", "app", "小程序", "微信", "网银", "互联网", "电子", "移动")
 OFFLINE_WORDS = ("网点", "柜面", "柜台", "线下", "客户经理", "营业", "上门", "厅堂")
 FIRST_LOAN_WORDS = ("首贷", "无贷", "新客户", "新客")
@@ -210,11 +209,6 @@ def _display(value: float | None, unit: str) -> str:
     if unit == "元/户":
         return f"{fmt_money(value)}/户"
     return fmt_money(value)
-
-
-def _chart_scale(values: list[float]) -> tuple[float, str]:
-    top = max((abs(v) for v in values), default=0.0)
-    return (1e8, "亿元") if top >= 1e8 else (1e4, "万元") if top >= 1e4 else (1.0, "元")
 
 
 def _num(v: Any) -> float | None:
@@ -577,13 +571,13 @@ def _comparison(results: list[dict[str, Any]], months: int) -> tuple[dict[str, A
 def _chart(results: list[dict[str, Any]], months: int, series: str, title: str) -> dict[str, Any]:
     done = [r for r in results if r["simulated"]]
     values = [v for r in done for v in r["series"][series]]
-    div, unit = _chart_scale(values)
+    div, unit = money_scale(values)
     return {"type": "chart", "title": title, "x": [f"第{m}月" for m in range(1, months + 1)],
             "series": [{"name": r["name"], "values": [round(v / div, 2) for v in r["series"][series]]} for r in done],
             "unit": unit}
 
 
-def simulate(conn: Any, plans: list[dict[str, Any]], requirement: dict[str, Any], seed: int = 20261123,
+def simulate(conn: Any, plans: list[dict[str, Any]], requirement: dict[str, Any], seed: int = DEFAULT_SEED,
              months: int = 12, principal: Principal | None = None, key: bytes | None = None) -> dict[str, Any]:
     """方案沙盘：把每个方案（Plan.as_dict()）套用到提问人权限内的客户快照上，模拟 `months` 个月的合格客户、办理、
     余额、净利息、预期损失和净贡献，并给出方案间的 A/B 对比表。同一种子结果完全一致；客户只以假名出现。

@@ -143,12 +143,6 @@ def substitution_analysis(ctx: ToolContext, product_code: str, month: str | None
               "min_cut": MIN_REDUCTION / 100.0}
     head = "WITH " + _NEW.format(scope=_scope_sql())
 
-    totals = conn.execute(
-        head + "SELECT (SELECT count(*) FROM new_c) AS new_customers, (SELECT sum(balance) FROM new_c) AS new_balance,"
-        " count(*) AS switchers, sum(moved) AS moved, sum(least(moved, new_balance)) AS covered,"
-        " count(*) FILTER (WHERE closed_any) AS closed_any, sum(new_balance) AS switcher_balance FROM switchers",
-        params,
-    ).fetchone()
     sources = conn.execute(
         head + "SELECT m.source, p.name, p.category, count(DISTINCT (m.month, m.customer_id)) AS customers,"
         " count(*) FILTER (WHERE m.after = 0) AS closed, sum(m.before - m.after) AS moved"
@@ -156,16 +150,21 @@ def substitution_analysis(ctx: ToolContext, product_code: str, month: str | None
         " GROUP BY m.source, p.name, p.category ORDER BY moved DESC, m.source",
         params,
     ).fetchall()
+    # Per month; the period's totals are their sums (each new customer and switcher is in one month).
     monthly = conn.execute(
-        head + "SELECT n.month, count(*) AS new_customers, count(s.customer_id) AS switchers"
+        head + "SELECT n.month, count(*) AS new_customers, count(s.customer_id) AS switchers,"
+        " sum(n.balance) AS new_balance, sum(s.moved) AS moved, sum(least(s.moved, s.new_balance)) AS covered,"
+        " count(*) FILTER (WHERE s.closed_any) AS closed_any"
         " FROM new_c n LEFT JOIN switchers s ON s.month = n.month AND s.customer_id = n.customer_id"
         " GROUP BY n.month ORDER BY n.month",
         params,
     ).fetchall()
 
-    t = dict(totals or {})  # an aggregate: always one row
-    new_n, sw, closed = int(t.get("new_customers") or 0), int(t.get("switchers") or 0), int(t.get("closed_any") or 0)
-    new_bal, moved, covered = _f(t.get("new_balance")), _f(t.get("moved")), _f(t.get("covered"))
+    def total(key: str) -> Any:
+        return sum((m[key] for m in monthly if m[key] is not None), start=0)
+
+    new_n, sw, closed = int(total("new_customers")), int(total("switchers")), int(total("closed_any"))
+    new_bal, moved, covered = _f(total("new_balance")), _f(total("moved")), _f(total("covered"))
     share, coverage = _share(sw, new_n), _share(covered, new_bal)
     label = label_for(start, end)
     result: dict[str, Any] = {
