@@ -25,7 +25,8 @@ LEVEL_COLOURS = {"suspend": "red", "exit_review": "orange", "watch": "yellow"}
 _LEVEL_WORDS = (("suspend", r"停牌"), ("exit_review", r"退出评估|退出"), ("watch", r"关注"))
 _DISPOSE_WORDS = (
     ("false_alarm", r"误报|不属实|虚警"),
-    ("action_taken", r"已处置|已采取措施|已整改|已处理|处置完毕|已采取"),
+    # a bare 处置 too: the router takes "处置 #12" as a disposition, and tools.alerts reads 处置 as action taken
+    ("action_taken", r"已处置|已采取措施|已整改|已处理|处置完毕|已采取|处置"),
     ("confirmed", r"确认|属实"),
 )
 _ID_RE = re.compile(r"(?:预警|告警|alert)?\s*[#＃]\s*\d+|(?:预警|告警)\s*\d+", re.IGNORECASE)

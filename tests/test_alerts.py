@@ -761,3 +761,17 @@ def test_the_alert_commands(crafted_db: Database):
     assert bad.returncode != 0 and "YYYY-MM" in bad.stderr
     with crafted_db.connection() as conn:
         assert one(conn, "SELECT count(*) AS n FROM alert_dispositions")["n"] == 1
+
+
+@pytest.mark.parametrize(("reply", "key", "note"), [
+    ("误报 #12 原因：客户已结清", "false_alarm", "客户已结清"),
+    ("#12 已采取措施", "action_taken", ""),
+    ("处置 #12", "action_taken", ""),  # was recorded as 确认: the route's words lacked a bare 处置
+    ("确认 预警#12", "confirmed", ""),
+])
+def test_disposition_replies_are_read_as_said(reply: str, key: str, note: str):
+    from agents.alert_route import parse_disposition
+    from agents.router import classify
+
+    assert classify(reply).intent == "dispose"
+    assert parse_disposition(reply) == (key, note)
